@@ -1,0 +1,39 @@
+# moescope — convenience front end over CMake. `make demo` and `make test` are the
+# README's two commands; both install missing apt dependencies first.
+JOBS ?= $(shell nproc)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build demo test test-fast test-asan bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	bash scripts/demo.sh $(BUILD)/moescope
+
+# The whole CPU suite, then the sanitizer pass (ASan + UBSan) over unit and bad-input tests.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'gpu'
+	$(MAKE) test-asan
+
+test-fast: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'gpu|slow'
+
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMOESCOPE_SANITIZE=ON -DMOESCOPE_CUDA=OFF >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L 'unit|badinput'
+
+bench: build
+	$(BUILD)/moescope bench --model models/tiny-mixtral
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

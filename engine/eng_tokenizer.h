@@ -1,0 +1,38 @@
+/* eng_tokenizer.h — text <-> token ids for the models we run.
+ *
+ * Loads a Hugging Face tokenizer.json (model.type "BPE") with a byte-level pre-tokenizer
+ * (GPT-2 regex via PCRE2 with Unicode properties, GPT-2 byte<->unicode table, merges by
+ * rank) and added/special tokens (split out literally before pre-tokenization).
+ * BOS/EOS come from tokenizer_config.json when given. Encoding never prepends BOS.
+ * Decoding concatenates the raw bytes of the tokens (a token may hold part of a UTF-8
+ * character), so decode(encode(x)) == x byte for byte.
+ */
+#ifndef MOESCOPE_ENG_TOKENIZER_H
+#define MOESCOPE_ENG_TOKENIZER_H
+
+#include <stddef.h>
+
+typedef struct eng_tokenizer eng_tokenizer;
+
+/* tokenizer_json: path of tokenizer.json; config_json: tokenizer_config.json or NULL.
+ * Returns 0, or -1 with one clear line in err naming the file and the problem. */
+int eng_tok_load(eng_tokenizer **out, const char *tokenizer_json, const char *config_json,
+                 char *err, size_t errlen);
+void eng_tok_free(eng_tokenizer *t);
+
+int eng_tok_vocab_size(const eng_tokenizer *t);   /* max id + 1 */
+int eng_tok_bos(const eng_tokenizer *t);          /* -1 when none */
+int eng_tok_eos(const eng_tokenizer *t);          /* -1 when none */
+
+/* Encodes len bytes of text. *ids is malloc'd (caller frees). 0 or -1 (+err). */
+int eng_tok_encode(const eng_tokenizer *t, const char *text, size_t len, int **ids, size_t *n,
+                   char *err, size_t errlen);
+
+/* Decodes to a malloc'd, NUL-terminated byte string (*len excludes the NUL).
+ * Returns 0, or -1 when an id is out of range. */
+int eng_tok_decode(const eng_tokenizer *t, const int *ids, size_t n, char **text, size_t *len);
+
+/* Raw bytes of one token (not NUL-terminated), NULL when id is out of range. */
+const char *eng_tok_piece(const eng_tokenizer *t, int id, size_t *len);
+
+#endif
