@@ -1,0 +1,45 @@
+/* eng_session.h — what a run does with a model: score text with teacher forcing in
+ * windows, or generate from a prompt (greedy or temperature/top-p sampling). Reports
+ * sequences and tokens (with their nll) to the context's probe; logits of every
+ * forwarded position can be handed to a callback (used by --dump-logits). */
+#ifndef MOESCOPE_ENG_SESSION_H
+#define MOESCOPE_ENG_SESSION_H
+
+#include "engine/eng_forward.h"
+
+#include <stdint.h>
+
+/* Receives logits [n, V] of n consecutive forwarded positions. */
+typedef int (*eng_logits_cb)(void *user, const float *logits, int n, int vocab);
+
+typedef struct eng_score_result {
+  double nll_sum;       /* over scored tokens */
+  long n_scored;
+} eng_score_result;
+
+/* Scores ids[0..n) in non-overlapping windows of `window` tokens (positions restart at 0
+ * in each window; token i of a window is scored given tokens 0..i-1 of that window, so
+ * the first token of each window is unscored). nll_out[n] (may be NULL) receives each
+ * token's nll or NaN. Tokens are reported to the probe under seq_id (phase prefill). */
+int eng_score(eng_ctx *c, const int *ids, int n, int window, int seq_id, float *nll_out,
+              eng_score_result *res, eng_logits_cb cb, void *cb_user, char *err, size_t errlen);
+
+typedef struct eng_sampler {
+  float temperature;    /* 0 = greedy (argmax, lowest id on ties) */
+  float top_p;          /* nucleus mass in (0,1]; 1 = off */
+  uint64_t seed;
+} eng_sampler;
+
+/* Picks the next token from logits[V] (modified in place when sampling). */
+int eng_sample(const eng_sampler *s, uint64_t *rng, float *logits, int vocab);
+
+/* Called for every generated token; return non-zero to stop. */
+typedef int (*eng_token_cb)(void *user, int token_id);
+
+/* Prefills the prompt then generates up to n_new tokens (stops early at stop_id >= 0).
+ * out_ids (capacity n_new) receives the generated ids; *n_out their count. */
+int eng_generate(eng_ctx *c, const int *prompt, int n_prompt, int n_new, const eng_sampler *s, int stop_id,
+                 int seq_id, int *out_ids, int *n_out, eng_token_cb tok_cb, void *tok_user,
+                 eng_logits_cb cb, void *cb_user, char *err, size_t errlen);
+
+#endif
