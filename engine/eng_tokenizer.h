@@ -18,6 +18,12 @@ typedef struct eng_tokenizer eng_tokenizer;
  * Returns 0, or -1 with one clear line in err naming the file and the problem. */
 int eng_tok_load(eng_tokenizer **out, const char *tokenizer_json, const char *config_json,
                  char *err, size_t errlen);
+/* The older pair of files instead of tokenizer.json: vocab.json (piece -> id) and
+ * merges.txt (optional "#version" line, then one "a b" merge per line, by rank). Added
+ * tokens come from config_json's "added_tokens_decoder" (may be NULL). pattern: the
+ * pre-tokenizer regex, NULL for GPT-2's. Byte-level as above. 0 or -1 (+err). */
+int eng_tok_load_vocab_merges(eng_tokenizer **out, const char *vocab_json, const char *merges_txt,
+                              const char *config_json, const char *pattern, char *err, size_t errlen);
 void eng_tok_free(eng_tokenizer *t);
 
 int eng_tok_vocab_size(const eng_tokenizer *t);   /* max id + 1 */
