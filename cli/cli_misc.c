@@ -1,0 +1,126 @@
+/* cli_misc.c — the small subcommands: synth (engine/eng_synth), stats and report
+ * (reports/rep_commands), info (model description). Parsing only. */
+#include "cli/cli.h"
+#include "engine/eng_model.h"
+#include "engine/eng_synth.h"
+#include "reports/rep_commands.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_synth(int argc, char **argv) {
+  const char *C = "synth", *out = NULL, *v;
+  eng_synth_opts o;
+  eng_synth_defaults(&o);
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    long x;
+    if (cli_is_help(a)) {
+      printf("usage: moescope synth -o DIR [--family mixtral] [--layers L] [--experts E] [--top-k K]\n"
+             "       [--hidden H] [--vocab V] [--heads N] [--kv-heads N] [--intermediate I] [--max-pos N]\n"
+             "       [--plant none|specialization|collapse] [--plant-layers 1,3|all] [--collapse-experts N]\n"
+             "       [--seed S] [--dtype f32|bf16|f16]\n"
+             "Writes a random HF-layout model whose router has known planted structure\n"
+             "(recorded in config.json under \"moescope_synth\").\n");
+      return CLI_OK;
+    }
+    struct { const char *name; int *dst; long lo, hi; } ints[] = {
+      {"--layers", &o.layers, 1, 256}, {"--experts", &o.experts, 1, 1024}, {"--top-k", &o.top_k, 1, 1024},
+      {"--hidden", &o.hidden, 2, 65536}, {"--vocab", &o.vocab, 2, 1 << 22}, {"--heads", &o.heads, 1, 1024},
+      {"--kv-heads", &o.kv_heads, 1, 1024}, {"--intermediate", &o.intermediate, 1, 1 << 20},
+      {"--max-pos", &o.max_pos, 1, 1 << 20}, {"--collapse-experts", &o.collapse_experts, 1, 1024}};
+    int handled = 0;
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
+      if (!strcmp(a, ints[k].name)) {
+        if (!(v = cli_value(argc, argv, &i, C))) return CLI_USAGE;
+        if (cli_int(v, ints[k].lo, ints[k].hi, &x))
+          return cli_fail(CLI_USAGE, C, "%s: invalid value '%s' (expected an integer in %ld..%ld)", a, v, ints[k].lo, ints[k].hi);
+        *ints[k].dst = (int)x;
+        handled = 1;
+      }
+    if (handled) continue;
+    if (!strcmp(a, "-o") || !strcmp(a, "--out")) { if (!(out = cli_value(argc, argv, &i, C))) return CLI_USAGE; }
+    else if (!strcmp(a, "--family")) { if (!(o.family = cli_value(argc, argv, &i, C))) return CLI_USAGE; }
+    else if (!strcmp(a, "--plant")) { if (!(o.plant = cli_value(argc, argv, &i, C))) return CLI_USAGE; }
+    else if (!strcmp(a, "--plant-layers")) { if (!(o.plant_layers = cli_value(argc, argv, &i, C))) return CLI_USAGE; }
+    else if (!strcmp(a, "--dtype")) { if (!(o.dtype = cli_value(argc, argv, &i, C))) return CLI_USAGE; }
+    else if (!strcmp(a, "--seed")) {
+      if (!(v = cli_value(argc, argv, &i, C))) return CLI_USAGE;
+      if (cli_int(v, 0, LONG_MAX, &x)) return cli_fail(CLI_USAGE, C, "--seed: invalid value '%s'", v);
+      o.seed = (unsigned long long)x;
+    } else return cli_fail(CLI_USAGE, C, "unknown option '%s' (see moescope synth --help)", a);
+  }
+  if (!out) return cli_fail(CLI_USAGE, C, "missing -o DIR");
+  char err[1024];
+  if (eng_synth_validate(&o, err, sizeof err)) return cli_fail(CLI_USAGE, C, "%s", err);
+  if (eng_synth_write(&o, out, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
+  fprintf(stderr, "moescope synth: wrote %s (%s, %d layers, %d experts, top-%d, plant %s)\n", out, o.family,
+          o.layers, o.experts, o.top_k, o.plant);
+  return CLI_OK;
+}
+
+/* stats / report share: DB [--run ID] */
+static int db_cmd(int argc, char **argv, const char *C, int is_report) {
+  const char *db = NULL, *out = NULL, *v;
+  long run = -1;
+  int json = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (cli_is_help(a)) {
+      if (is_report) printf("usage: moescope report TRACE.db -o DIR [--run ID]\n"
+                            "Writes DIR/index.html, DIR/report.md and heatmaps (PNG + SVG).\n");
+      else printf("usage: moescope stats TRACE.db [--run ID] [--json]\n"
+                  "Balance per layer: CV, MaxVio, normalised entropy, Gini, min/max, dead experts,\n"
+                  "Switch aux loss and router z-loss (when router probabilities were recorded).\n");
+      return CLI_OK;
+    }
+    if (!strcmp(a, "--run")) {
+      if (!(v = cli_value(argc, argv, &i, C))) return CLI_USAGE;
+      if (cli_int(v, 1, LONG_MAX, &run)) return cli_fail(CLI_USAGE, C, "--run: invalid run id '%s'", v);
+    } else if (!strcmp(a, "--json") && !is_report) json = 1;
+    else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && is_report) { if (!(out = cli_value(argc, argv, &i, C))) return CLI_USAGE; }
+    else if (!strcmp(a, "--db")) { if (!(db = cli_value(argc, argv, &i, C))) return CLI_USAGE; }
+    else if (a[0] == '-') return cli_fail(CLI_USAGE, C, "unknown option '%s' (see moescope %s --help)", a, C);
+    else if (!db) db = a;
+    else return cli_fail(CLI_USAGE, C, "unexpected argument '%s'", a);
+  }
+  if (!db) db = "trace.db";
+  char err[1024] = "";
+  if (is_report) {
+    if (!out) return cli_fail(CLI_USAGE, C, "missing -o DIR");
+    if (rep_report_cmd(db, run, out, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
+    fprintf(stderr, "moescope report: wrote %s/index.html\n", out);
+    return CLI_OK;
+  }
+  if (rep_stats_cmd(db, run, json, stdout, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
+  return CLI_OK;
+}
+
+int cli_stats(int argc, char **argv) { return db_cmd(argc, argv, "stats", 0); }
+int cli_report(int argc, char **argv) { return db_cmd(argc, argv, "report", 1); }
+
+int cli_info(int argc, char **argv) {
+  const char *C = "info", *dir = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (cli_is_help(argv[i])) { printf("usage: moescope info [MODEL_DIR]\n"); return CLI_OK; }
+    if (argv[i][0] == '-') return cli_fail(CLI_USAGE, C, "unknown option '%s'", argv[i]);
+    dir = argv[i];
+  }
+  if (!dir) dir = cli_default_model();
+  char err[1024];
+  eng_model m;
+  if (eng_model_load(&m, dir, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
+  const eng_config *c = &m.cfg;
+  printf("model        %s\narchitecture %s\nlayers       %d\nhidden       %d\nheads        %d (kv %d, head_dim %d)\n"
+         "experts      %d x SwiGLU %d, top-%d, router softmax%s\nvocab        %d\ncontext      %d\n"
+         "rope_theta   %g\nrms_eps      %g\ndtype        %s (stored), float32 (compute)\n"
+         "parameters   %zu total, %zu active per token (%.1f%%)\nsha256       %s\n",
+         dir, c->model_type, c->n_layers, c->hidden, c->n_heads, c->n_kv_heads, c->head_dim, c->n_experts,
+         c->intermediate, c->top_k, c->norm_topk_prob ? " + renormalised top-k" : "", c->vocab, c->max_pos,
+         (double)c->rope_theta, (double)c->rms_eps, m.dtype, m.n_params, m.n_active_params,
+         100.0 * (double)m.n_active_params / (double)m.n_params, m.sha256);
+  eng_model_free(&m);
+  return CLI_OK;
+}
