@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Below this many multiply-adds a matmul runs on one thread: waking the team costs more. */
+#define KRN_PAR_MIN_WORK 262144.0
+
 static int krn_threads = 0;
 void krn_set_threads(int n) { if (n > 0) { krn_threads = n; omp_set_num_threads(n); } }
 int krn_get_threads(void) { return krn_threads > 0 ? krn_threads : omp_get_max_threads(); }
@@ -42,20 +45,22 @@ const char *krn_cpu_features(void) {
 
 /* ---- matmul ------------------------------------------------------------------------ */
 
-/* 4 rows of W against up to 4 tokens of x: y[t][o] for t in [t0,t0+nt), o in [o0,o0+no) */
-__attribute__((target("avx512f")))
-static void mm_tile_avx512(float *y, const float *x, const float *w, const float *bias,
-                           int t0, int nt, int o0, int no, int in, int out) {
+/* NT tokens (1..4, a compile-time constant after inlining) against 4 rows of W:
+ * y[t][o] for t in [t0,t0+NT), o in [o0,o0+no). Each W row is loaded once per 16
+ * elements and reused across the NT tokens; no work is wasted when NT < 4. */
+__attribute__((target("avx512f"), always_inline))
+static inline void mm_tile_avx512_nt(float *y, const float *x, const float *w, const float *bias,
+                                     int t0, const int NT, int o0, int no, int in, int out) {
   __m512 acc[4][4];
-  for (int a = 0; a < 4; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_setzero_ps();
+  for (int a = 0; a < NT; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_setzero_ps();
   const float *xr[4], *wr[4];
-  for (int a = 0; a < 4; a++) xr[a] = x + (size_t)(t0 + (a < nt ? a : 0)) * in;
+  for (int a = 0; a < NT; a++) xr[a] = x + (size_t)(t0 + a) * in;
   for (int b = 0; b < 4; b++) wr[b] = w + (size_t)(o0 + (b < no ? b : 0)) * in;
   int i = 0;
   for (; i + 16 <= in; i += 16) {
     __m512 w0 = _mm512_loadu_ps(wr[0] + i), w1 = _mm512_loadu_ps(wr[1] + i);
     __m512 w2 = _mm512_loadu_ps(wr[2] + i), w3 = _mm512_loadu_ps(wr[3] + i);
-    for (int a = 0; a < 4; a++) {
+    for (int a = 0; a < NT; a++) {
       __m512 xv = _mm512_loadu_ps(xr[a] + i);
       acc[a][0] = _mm512_fmadd_ps(xv, w0, acc[a][0]);
       acc[a][1] = _mm512_fmadd_ps(xv, w1, acc[a][1]);
@@ -67,17 +72,28 @@ static void mm_tile_avx512(float *y, const float *x, const float *w, const float
     __mmask16 m = (__mmask16)((1u << (in - i)) - 1);
     __m512 wv[4];
     for (int b = 0; b < 4; b++) wv[b] = _mm512_maskz_loadu_ps(m, wr[b] + i);
-    for (int a = 0; a < 4; a++) {
+    for (int a = 0; a < NT; a++) {
       __m512 xv = _mm512_maskz_loadu_ps(m, xr[a] + i);
       for (int b = 0; b < 4; b++) acc[a][b] = _mm512_fmadd_ps(xv, wv[b], acc[a][b]);
     }
   }
-  for (int a = 0; a < nt; a++)
+  for (int a = 0; a < NT; a++)
     for (int b = 0; b < no; b++) {
       float s = _mm512_reduce_add_ps(acc[a][b]);
       if (bias) s += bias[o0 + b];
       y[(size_t)(t0 + a) * out + o0 + b] = s;
     }
+}
+
+__attribute__((target("avx512f")))
+static void mm_tile_avx512(float *y, const float *x, const float *w, const float *bias,
+                           int t0, int nt, int o0, int no, int in, int out) {
+  switch (nt) {
+  case 4: mm_tile_avx512_nt(y, x, w, bias, t0, 4, o0, no, in, out); break;
+  case 3: mm_tile_avx512_nt(y, x, w, bias, t0, 3, o0, no, in, out); break;
+  case 2: mm_tile_avx512_nt(y, x, w, bias, t0, 2, o0, no, in, out); break;
+  default: mm_tile_avx512_nt(y, x, w, bias, t0, 1, o0, no, in, out); break;
+  }
 }
 
 static void mm_tile_c(float *y, const float *x, const float *w, const float *bias,
@@ -102,7 +118,7 @@ static void cpu_matmul(float *y, const float *x, const float *w, const float *bi
   int avx = krn_avx512();
   int nob = (out + 3) / 4;
   double work = (double)n * in * out;
-  #pragma omp parallel for schedule(static) if (work > 32768.0)
+  #pragma omp parallel for schedule(static) if (work > KRN_PAR_MIN_WORK)
   for (int ob = 0; ob < nob; ob++) {
     int o0 = ob * 4, no = out - o0 < 4 ? out - o0 : 4;
     for (int t0 = 0; t0 < n; t0 += 4) {
