@@ -2,7 +2,7 @@
  * Face computes it): embedding -> per layer [RMSNorm -> GQA attention with rotate-half
  * RoPE and KV cache -> residual -> RMSNorm -> router -> policy -> SwiGLU experts on the
  * tokens each expert received -> weighted sum -> residual] -> final RMSNorm -> lm_head.
- * Every op is timed into the probe; routing is reported per layer per batch. */
+ * Ops are timed into the probe (see TIME_*); routing is reported per layer per batch. */
 #include "engine/eng_forward.h"
 
 #include <math.h>
@@ -75,9 +75,20 @@ void eng_ctx_free(eng_ctx *c) {
 void eng_ctx_reset(eng_ctx *c) { c->n_past = 0; }
 
 /* op timing helpers: only read the clock when someone listens */
+/* Op timing granularity. TIME_FINE records every op (norms, qkv, rope, attention, output
+ * projection, router, each expert, ...); TIME_COARSE, used for small batches (decode)
+ * below record level full, records one "attention" span per layer (norm .. output
+ * projection), "router" (norm + gate + policy), "experts" and "lm_head", so decode pays
+ * for ~4 rows per layer instead of ~8 + E. */
+enum { TIME_OFF = 0, TIME_COARSE = 1, TIME_FINE = 2 };
+static int coarse_emits(int op) {
+  return op == PRB_OP_ATTN_OUT || op == PRB_OP_ROUTER || op == PRB_OP_LM_HEAD || op == PRB_OP_EXPERTS;
+}
 #define OP_BEGIN() uint64_t op_t0 = timed ? prb_now_ns() : 0
-#define OP_END(L_, OP_, E_) do { if (timed) { uint64_t op_t1 = prb_now_ns(); \
-  c->probe.op(c->probe.ctx, bid, (L_), (OP_), (E_), op_t0, op_t1, 0); op_t0 = op_t1; } } while (0)
+#define OP_END(L_, OP_, E_) do { if (timed == TIME_FINE || (timed == TIME_COARSE && coarse_emits(OP_))) { \
+  uint64_t op_t1 = prb_now_ns(); \
+  c->probe.op(c->probe.ctx, bid, (L_), timed == TIME_COARSE && (OP_) == PRB_OP_ATTN_OUT ? PRB_OP_ATTENTION : (OP_), \
+              (E_), op_t0, op_t1, 0); op_t0 = op_t1; } } while (0)
 
 /* The MoE block for n tokens: h = normed input [n,H]; adds into out [n,H] (zeroed here). */
 static void moe_block(eng_ctx *c, int l, int n, int64_t bid, int timed) {
@@ -105,7 +116,7 @@ static void moe_block(eng_ctx *c, int l, int n, int64_t bid, int timed) {
       for (int j = 0; j < K; j++)
         if (c->experts[t * K + j] == e) { c->etok[m] = t; c->eweight[m] = c->weights[t * K + j]; m++; }
     if (m == 0) continue;
-    uint64_t te = timed ? prb_now_ns() : 0;
+    uint64_t te = timed == TIME_FINE ? prb_now_ns() : 0;
     for (int i = 0; i < m; i++) memcpy(c->ein + (size_t)i * H, c->h + (size_t)c->etok[i] * H, sizeof(float) * H);
     const eng_expert *x = &ly->experts[e];
     be->matmul(c->eg, c->ein, x->w1, NULL, m, H, I);
@@ -117,7 +128,7 @@ static void moe_block(eng_ctx *c, int l, int n, int64_t bid, int timed) {
       const float *src = c->eout + (size_t)i * H;
       for (int d = 0; d < H; d++) dst[d] += w * src[d];
     }
-    if (timed) c->probe.op(c->probe.ctx, bid, l, PRB_OP_EXPERT, e, te, prb_now_ns(), 0);
+    if (timed == TIME_FINE) c->probe.op(c->probe.ctx, bid, l, PRB_OP_EXPERT, e, te, prb_now_ns(), 0);
   }
   if (timed) c->probe.op(c->probe.ctx, bid, l, PRB_OP_EXPERTS, -1, t_all, prb_now_ns(), 0);
 }
@@ -133,7 +144,8 @@ int64_t eng_forward(eng_ctx *c, const int *ids, int n, int want_logits, float *l
   for (int t = 0; t < n; t++)
     if (ids[t] < 0 || ids[t] >= g->vocab) return ffail(err, errlen, "token id %d out of range (vocab %d)", ids[t], g->vocab);
   int64_t bid = c->next_batch_id++;
-  int timed = c->probe.op != NULL && c->probe.level >= PRB_LEVEL_COUNTS;
+  int timed = c->probe.op == NULL || c->probe.level < PRB_LEVEL_COUNTS ? TIME_OFF
+            : (c->probe.level >= PRB_LEVEL_FULL || n >= 16) ? TIME_FINE : TIME_COARSE;
   int H = g->hidden, nh = g->n_heads, nkv = g->n_kv_heads, hd = g->head_dim;
   int qd = nh * hd, kvd = nkv * hd, start = c->n_past;
   for (int t = 0; t < n; t++) { c->pos[t] = start + t; c->abs_pos[t] = abs_pos0 + t; c->seq_ids[t] = seq_id; }
@@ -144,6 +156,7 @@ int64_t eng_forward(eng_ctx *c, const int *ids, int n, int want_logits, float *l
   for (int l = 0; l < g->n_layers; l++) {
     const eng_layer *ly = &M->layers[l];
     float *kc = c->kcache + (size_t)l * c->max_ctx * kvd, *vc = c->vcache + (size_t)l * c->max_ctx * kvd;
+    if (timed) op_t0 = prb_now_ns();
     be->rmsnorm(c->h, c->x, ly->attn_norm, n, H, g->rms_eps);
     OP_END(l, PRB_OP_ATTN_NORM, -1);
     be->matmul(c->q, c->h, ly->q, NULL, n, H, qd);
@@ -162,10 +175,10 @@ int64_t eng_forward(eng_ctx *c, const int *ids, int n, int want_logits, float *l
     OP_END(l, PRB_OP_MOE_NORM, -1);
     moe_block(c, l, n, bid, timed);
     for (size_t i = 0; i < (size_t)n * H; i++) c->x[i] += c->moe[i];
-    if (timed) op_t0 = prb_now_ns();
   }
   c->n_past += n;
   if (want_logits != ENG_LOGITS_NONE) {
+    if (timed) op_t0 = prb_now_ns();
     int first = want_logits == ENG_LOGITS_LAST ? n - 1 : 0, cnt = n - first;
     be->rmsnorm(c->h, c->x + (size_t)first * H, M->final_norm, cnt, H, g->rms_eps);
     OP_END(-1, PRB_OP_FINAL_NORM, -1);
