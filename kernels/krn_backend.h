@@ -37,6 +37,8 @@ const krn_backend *krn_ref_backend(void);
 /* Threads used by the CPU backend (OpenMP); n <= 0 leaves the default. */
 void krn_set_threads(int n);
 int krn_get_threads(void);
+/* Tests: force the portable C paths (on = 1) or go back to run-time detection (0). */
+void krn_cpu_force_portable(int on);
 /* CPU features detected at run time, e.g. "avx512f avx512bf16 avx2 fma". */
 const char *krn_cpu_features(void);
 

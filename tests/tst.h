@@ -44,6 +44,11 @@ static inline const char *tst_path(char *buf, size_t n, const char *base_env, co
   snprintf(buf, n, "%s/%s", b ? b : ".", rel);
   return buf;
 }
+/* Writable temp directory (env MOESCOPE_TMP, else /tmp). */
+static inline const char *tst_tmp_dir(void) {
+  const char *t = getenv("MOESCOPE_TMP");
+  return t && *t ? t : "/tmp";
+}
 static inline int tst_done(void) {
   if (tst_failures) { fprintf(stderr, "FAILED: %d of %d checks\n", tst_failures, tst_checks); return 1; }
   printf("ok: %d checks\n", tst_checks);

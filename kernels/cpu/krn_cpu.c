@@ -29,6 +29,8 @@ static int krn_avx512(void) {
   return have_avx512;
 }
 
+void krn_cpu_force_portable(int on) { have_avx512 = on ? 0 : -1; }
+
 const char *krn_cpu_features(void) {
   static char buf[160];
   __builtin_cpu_init();
