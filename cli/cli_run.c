@@ -6,11 +6,13 @@
 #include "engine/eng_npy.h"
 #include "engine/eng_session.h"
 #include "engine/eng_tokenizer.h"
+#include "engine/eng_util.h"
 #include "probes/prb_sink.h"
 
 #include <dirent.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +20,7 @@
 
 #define CMD "run"
 
-typedef struct input { int kind; const char *arg; char *label; char *own; } input; /* kind: 0 file, 1 prompt, 2 ids */
+typedef struct input { int kind; const char *arg; char *label; char *own; int *ids; int n; } input; /* kind: 0 file, 1 prompt, 2 ids */
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -29,8 +31,9 @@ static void usage(FILE *f) {
     "  --prompt TEXT             a prompt\n"
     "  --ids 1,5,9               token ids instead of text\n"
     "modes:\n"
-    "  --score                   teacher-forced nll per token, perplexity per label (default for files)\n"
-    "  --generate N              generate N tokens after each prompt (default for prompts: 32)\n"
+    "  --score                   teacher-forced nll per token, perplexity per label (the default)\n"
+    "  --generate N              generate N tokens after each prompt / ids (stops at EOS)\n"
+    "  --ignore-eos              keep generating past the end-of-sequence token\n"
     "  --temperature T --top-p P --seed S   sampling (T = 0: greedy, the default)\n"
     "options:\n"
     "  --model DIR               HF-layout model folder (default: models/tiny-mixtral)\n"
@@ -56,30 +59,6 @@ static char *label_from_path(const char *p) {
   return s;
 }
 
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *buf = NULL;
-  size_t cap = 0, n = 0;
-  for (;;) {
-    if (n + 65536 + 1 > cap) {
-      cap = cap ? cap * 2 : 1 << 20;
-      char *nb = realloc(buf, cap);
-      if (!nb) { free(buf); fclose(f); return NULL; }
-      buf = nb;
-    }
-    size_t r = fread(buf + n, 1, cap - n - 1, f);
-    n += r;
-    if (r == 0) break;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) { free(buf); return NULL; }
-  buf[n] = 0;
-  *len = n;
-  return buf;
-}
-
 static int parse_ids(const char *s, int **ids, int *n) {
   int cap = 16;
   *ids = malloc(sizeof(int) * cap);
@@ -95,7 +74,10 @@ static int parse_ids(const char *s, int **ids, int *n) {
     if (*p == ',') p++;
     else if (*p) { free(*ids); return -1; }
   }
-  return *n > 0 ? 0 : -1;
+  if (*n > 0) return 0;
+  free(*ids);
+  *ids = NULL;
+  return -1;
 }
 
 typedef struct label_acc { char *label; double nll; long n; long tokens; } label_acc;
@@ -138,7 +120,7 @@ static int add_dir(input **in, int *n_in, const char *dir, const char *split) {
     char *p = malloc(strlen(dir) + strlen(names[i]) + 2);
     sprintf(p, "%s/%s", dir, names[i]);
     *in = realloc(*in, sizeof(input) * (*n_in + 1));
-    (*in)[*n_in] = (input){0, p, label_from_path(names[i]), p};
+    (*in)[*n_in] = (input){0, p, label_from_path(names[i]), p, NULL, 0};
     (*n_in)++;
     free(names[i]);
   }
@@ -148,7 +130,7 @@ static int add_dir(input **in, int *n_in, const char *dir, const char *split) {
 
 int cli_run(int argc, char **argv) {
   const char *model_dir = NULL, *db = "trace.db", *route = "native", *device = "cpu", *dump = NULL;
-  int level = PRB_LEVEL_TOPK, score = 0, quiet = 0;
+  int level = PRB_LEVEL_TOPK, score = 0, quiet = 0, ignore_eos = 0;
   long generate = -1, window = 0, max_tokens = 0, batch = 256, threads = 0, seed = 0;
   double temperature = 0, top_p = 1;
   input *in = NULL;
@@ -161,9 +143,9 @@ int cli_run(int argc, char **argv) {
 #define VAL() do { if (!(v = cli_value(argc, argv, &i, CMD))) goto usage_err; } while (0)
 #define INT(dst, lo, hi) do { VAL(); if (cli_int(v, lo, hi, &(dst))) { cli_fail(CLI_USAGE, CMD, "%s: invalid value '%s' (expected an integer in %ld..%ld)", a, v, (long)(lo), (long)(hi)); goto usage_err; } } while (0)
     if (!strcmp(a, "--model")) { VAL(); model_dir = v; }
-    else if (!strcmp(a, "--file")) { VAL(); in = realloc(in, sizeof(input) * (n_in + 1)); in[n_in++] = (input){0, v, NULL, NULL}; }
-    else if (!strcmp(a, "--prompt")) { VAL(); in = realloc(in, sizeof(input) * (n_in + 1)); in[n_in++] = (input){1, v, NULL, NULL}; }
-    else if (!strcmp(a, "--ids")) { VAL(); in = realloc(in, sizeof(input) * (n_in + 1)); in[n_in++] = (input){2, v, NULL, NULL}; }
+    else if (!strcmp(a, "--file")) { VAL(); in = realloc(in, sizeof(input) * (n_in + 1)); in[n_in++] = (input){0, v, NULL, NULL, NULL, 0}; }
+    else if (!strcmp(a, "--prompt")) { VAL(); in = realloc(in, sizeof(input) * (n_in + 1)); in[n_in++] = (input){1, v, NULL, NULL, NULL, 0}; }
+    else if (!strcmp(a, "--ids")) { VAL(); in = realloc(in, sizeof(input) * (n_in + 1)); in[n_in++] = (input){2, v, NULL, NULL, NULL, 0}; }
     else if (!strcmp(a, "--label")) {
       VAL();
       if (n_in == 0) { cli_fail(CLI_USAGE, CMD, "--label must follow the --file/--prompt/--ids it names"); goto usage_err; }
@@ -196,6 +178,7 @@ int cli_run(int argc, char **argv) {
     else if (!strcmp(a, "--device")) { VAL(); device = v; }
     else if (!strcmp(a, "--dump-logits")) { VAL(); dump = v; }
     else if (!strcmp(a, "--quiet")) quiet = 1;
+    else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
     else { cli_fail(CLI_USAGE, CMD, "unknown option '%s' (see moescope run --help)", a); goto usage_err; }
   }
   for (int d = 0; d < n_dirs; d++)
@@ -227,6 +210,39 @@ int cli_run(int argc, char **argv) {
       tok = NULL;
     }
   }
+  /* Reads, tokenizes and range-checks every input before the trace DB is opened, so a bad
+   * input fails with one error line and leaves no partial run behind. */
+  for (int i = 0; i < n_in; i++) {
+    int *ids = NULL, n = 0;
+    if (in[i].kind == 2) {
+      if (parse_ids(in[i].arg, &ids, &n)) { rc = cli_fail(CLI_USAGE, CMD, "--ids: expected comma-separated non-negative integers, got '%s'", in[i].arg); goto out_tok; }
+    } else {
+      size_t len = 0, nn = 0;
+      char *text = in[i].kind == 0 ? eng_read_file(in[i].arg, &len, SIZE_MAX - 1, err, sizeof err) : strdup(in[i].arg);
+      if (!text) { rc = cli_fail(CLI_ERR, CMD, "%s", in[i].kind == 0 ? err : "out of memory"); goto out_tok; }
+      if (in[i].kind == 1) len = strlen(text);
+      int erc = eng_tok_encode(tok, text, len, &ids, &nn, err, sizeof err);
+      free(text);
+      if (erc) { rc = cli_fail(CLI_ERR, CMD, "%s", err); goto out_tok; }
+      n = (int)nn;
+    }
+    for (int t = 0; t < n; t++)
+      if (ids[t] >= model.cfg.vocab) {
+        if (in[i].kind == 2) rc = cli_fail(CLI_USAGE, CMD, "--ids: token id %d out of range (vocab %d)", ids[t], model.cfg.vocab);
+        else rc = cli_fail(CLI_ERR, CMD, "%s/tokenizer.json: token id %d is outside the model's vocab (%d); tokenizer and model do not match",
+                           model_dir, ids[t], model.cfg.vocab);
+        free(ids);
+        goto out_tok;
+      }
+    int ctx = window > 0 ? (int)window : model.cfg.max_pos, used = max_tokens > 0 && n > max_tokens ? (int)max_tokens : n;
+    if (in[i].kind != 0 && !score && generate > 0 && used > ctx) {
+      rc = cli_fail(CLI_USAGE, CMD, "prompt of %d tokens does not fit the context (%d)", used, ctx);
+      free(ids);
+      goto out_tok;
+    }
+    in[i].ids = ids;
+    in[i].n = n;
+  }
   eng_policy *pol = NULL;
   if (eng_policy_create(&pol, route, model.cfg.n_experts, model.cfg.top_k, model.cfg.norm_topk_prob, err, sizeof err)) {
     rc = cli_fail(CLI_USAGE, CMD, "%s", err);
@@ -234,20 +250,19 @@ int cli_run(int argc, char **argv) {
   }
   prb_sink *sink = NULL;
   prb_probe probe = prb_probe_none();
+  int64_t run_id = 0;
   char *cmdline = cli_join(argc + 1, argv - 1);
   if (level > PRB_LEVEL_OFF) {
     if (prb_sink_open(&sink, db, 0, err, sizeof err)) { rc = cli_fail(CLI_ERR, CMD, "%s", err); free(cmdline); goto out_pol; }
     prb_run_info ri = {model_dir, model.sha256, model.cfg.model_type, pol->spec, "cpu", model.dtype, cmdline,
                        model.cfg.n_layers, model.cfg.n_experts, model.cfg.top_k, model.cfg.n_shared_experts,
                        krn_get_threads(), level};
-    int64_t run_id;
     if (prb_sink_begin_run(sink, &ri, &run_id, err, sizeof err)) {
       rc = cli_fail(CLI_ERR, CMD, "%s", err);
       prb_sink_close(sink, err, sizeof err);
       free(cmdline);
       goto out_pol;
     }
-    if (!quiet) fprintf(stderr, "moescope run: recording run %lld into %s (level %s)\n", (long long)run_id, db, prb_level_name(level));
     if (tok && level >= PRB_LEVEL_TOPK) {
       int V = model.cfg.vocab;
       const char **pieces = calloc((size_t)V, sizeof(char *));
@@ -275,38 +290,16 @@ int cli_run(int argc, char **argv) {
   int n_acc = 0, failed = 0;
   eng_sampler sampler = {(float)temperature, (float)top_p, (uint64_t)seed};
   for (int i = 0; i < n_in && !failed; i++) {
-    int *ids = NULL, n = 0;
-    const char *source = in[i].arg;
-    if (in[i].kind == 2) {
-      if (parse_ids(in[i].arg, &ids, &n)) { rc = cli_fail(CLI_USAGE, CMD, "--ids: expected comma-separated non-negative integers, got '%s'", in[i].arg); failed = 1; break; }
-      for (int t = 0; t < n; t++)
-        if (ids[t] >= model.cfg.vocab) { rc = cli_fail(CLI_USAGE, CMD, "--ids: token id %d out of range (vocab %d)", ids[t], model.cfg.vocab); failed = 1; }
-      if (failed) { free(ids); break; }
-      source = "ids";
-    } else {
-      size_t len = 0;
-      char *text = NULL;
-      if (in[i].kind == 0) {
-        text = slurp(in[i].arg, &len);
-        if (!text) { rc = cli_fail(CLI_ERR, CMD, "%s: cannot read file", in[i].arg); failed = 1; break; }
-      } else {
-        text = strdup(in[i].arg);
-        len = strlen(text);
-        source = "prompt";
-      }
-      size_t nn = 0;
-      int erc = eng_tok_encode(tok, text, len, &ids, &nn, err, sizeof err);
-      free(text);
-      if (erc) { rc = cli_fail(CLI_ERR, CMD, "%s", err); failed = 1; break; }
-      n = (int)nn;
-    }
+    int *ids = in[i].ids, n = in[i].n;
+    in[i].ids = NULL;
+    const char *source = in[i].kind == 2 ? "ids" : in[i].kind == 1 ? "prompt" : in[i].arg;
     if (max_tokens > 0 && n > max_tokens) n = (int)max_tokens;
     if (n == 0) { fprintf(stderr, "moescope run: %s: no tokens, skipped\n", in[i].arg); free(ids); continue; }
     const char *label = in[i].label ? in[i].label : (in[i].kind == 0 ? NULL : (in[i].kind == 1 ? "prompt" : "ids"));
     char *own_label = label ? NULL : label_from_path(in[i].arg);
     if (!label) label = own_label;
-    int do_gen = in[i].kind != 0 && !score && generate != 0;
-    long n_new = do_gen ? (generate > 0 ? generate : 32) : 0;
+    int do_gen = in[i].kind != 0 && !score && generate > 0;
+    long n_new = do_gen ? generate : 0;
     if (probe.sequence) probe.sequence(probe.ctx, i, label, source, n + (int)n_new);
     if (!do_gen) {
       eng_score_result res;
@@ -329,7 +322,7 @@ int cli_run(int argc, char **argv) {
       if (n_new < 0) { rc = cli_fail(CLI_USAGE, CMD, "prompt of %d tokens does not fit the context (%d)", n, ctx_len); failed = 1; }
       else {
         if (!quiet && tok) { char *t; size_t tl; if (!eng_tok_decode(tok, ids, (size_t)n, &t, &tl)) { fwrite(t, 1, tl, stdout); free(t); } }
-        if (eng_generate(&ctx, ids, n, (int)n_new, &sampler, tok ? eng_tok_eos(tok) : model.cfg.eos_id, i, out, &nout,
+        if (eng_generate(&ctx, ids, n, (int)n_new, &sampler, ignore_eos ? -1 : tok ? eng_tok_eos(tok) : model.cfg.eos_id, i, out, &nout,
                          quiet ? NULL : print_tok, tok, have_npy ? dump_cb : NULL, &npy, err, sizeof err)) {
           rc = cli_fail(CLI_ERR, CMD, "%s", err[0] ? err : "generation failed");
           failed = 1;
@@ -358,6 +351,9 @@ out_ctx:
   eng_ctx_free(&ctx);
 out_sink:
   if (sink && prb_sink_close(sink, err, sizeof err) && rc == CLI_OK) rc = cli_fail(CLI_ERR, CMD, "%s", err);
+  /* reported at the end, so that a failing run prints only its one error line */
+  if (sink && rc == CLI_OK && !quiet)
+    fprintf(stderr, "moescope run: recorded run %lld into %s (level %s)\n", (long long)run_id, db, prb_level_name(level));
 out_pol:
   eng_policy_free(pol);
 out_tok:
@@ -365,12 +361,12 @@ out_tok:
 out_model:
   eng_model_free(&model);
 out_inputs:
-  for (int i = 0; i < n_in; i++) { free(in[i].label); free(in[i].own); }
+  for (int i = 0; i < n_in; i++) { free(in[i].label); free(in[i].own); free(in[i].ids); }
   free(in);
   return rc;
 usage_err:
   free(dir_paths);
-  for (int i = 0; i < n_in; i++) { free(in[i].label); free(in[i].own); }
+  for (int i = 0; i < n_in; i++) { free(in[i].label); free(in[i].own); free(in[i].ids); }
   free(in);
   return CLI_USAGE;
 }

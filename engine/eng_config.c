@@ -1,31 +1,28 @@
 /* eng_config.c — reads a Hugging Face config.json into eng_config, checking that every
  * field the forward pass needs is present, of the right type and consistent. */
+#include "engine/eng_util.h"
 #include "engine/eng_model.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int cfail(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return -1;
-}
-
 /* integer field: required (dflt < -1 means required) */
 static int get_int(const cJSON *root, const char *key, int dflt, int *out, const char *path, char *err, size_t errlen) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
   if (!v || cJSON_IsNull(v)) {
-    if (dflt < -1) return cfail(err, errlen, "%s: missing required field '%s'", path, key);
+    if (dflt < -1) return eng_errf(err, errlen, "%s: missing required field '%s'", path, key);
     *out = dflt;
     return 0;
   }
-  if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
-    return cfail(err, errlen, "%s: field '%s' must be an integer", path, key);
+  if (!cJSON_IsNumber(v) || !(v->valuedouble >= INT_MIN && v->valuedouble <= INT_MAX) ||
+      v->valuedouble != floor(v->valuedouble))
+    return eng_errf(err, errlen, "%s: field '%s' must be an integer", path, key);
   *out = (int)v->valuedouble;
   return 0;
 }
@@ -33,7 +30,8 @@ static int get_int(const cJSON *root, const char *key, int dflt, int *out, const
 static int get_float(const cJSON *root, const char *key, double dflt, float *out, const char *path, char *err, size_t errlen) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
   if (!v || cJSON_IsNull(v)) { *out = (float)dflt; return 0; }
-  if (!cJSON_IsNumber(v)) return cfail(err, errlen, "%s: field '%s' must be a number", path, key);
+  if (!cJSON_IsNumber(v) || !(fabs(v->valuedouble) <= FLT_MAX))
+    return eng_errf(err, errlen, "%s: field '%s' must be a number (float32 range)", path, key);
   *out = (float)v->valuedouble;
   return 0;
 }
@@ -44,36 +42,30 @@ static int get_bool(const cJSON *root, const char *key, int dflt) {
   return dflt;
 }
 
-/* bos/eos may be an int or a list of ints (first taken) */
+/* bos/eos may be an int or a list of ints (first taken); -1 when absent, -2 when not a
+ * non-negative int */
 static int get_token_id(const cJSON *root, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-  if (cJSON_IsNumber(v)) return (int)v->valuedouble;
-  if (cJSON_IsArray(v) && cJSON_IsNumber(cJSON_GetArrayItem(v, 0))) return (int)cJSON_GetArrayItem(v, 0)->valuedouble;
-  return -1;
+  if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
+  if (!cJSON_IsNumber(v)) return -1;
+  double d = v->valuedouble;
+  if (!(d >= 0 && d <= INT_MAX) || d != floor(d)) return -2;
+  return (int)d;
 }
 
 int eng_config_load(eng_config *c, const char *path, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
-  FILE *f = fopen(path, "rb");
-  if (!f) return cfail(err, errlen, "%s: cannot open config (missing file?)", path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  if (n < 0 || n > (16 << 20)) { fclose(f); return cfail(err, errlen, "%s: unreadable or too large", path); }
-  char *txt = malloc((size_t)n + 1);
-  size_t got = txt ? fread(txt, 1, (size_t)n, f) : 0;
-  fclose(f);
-  if (!txt || got != (size_t)n) { free(txt); return cfail(err, errlen, "%s: read error", path); }
-  txt[n] = 0;
+  char *txt = eng_read_file(path, NULL, (size_t)16 << 20, err, errlen);
+  if (!txt) return -1;
   cJSON *root = cJSON_Parse(txt);
   free(txt);
-  if (!root || !cJSON_IsObject(root)) { cJSON_Delete(root); return cfail(err, errlen, "%s: malformed JSON", path); }
+  if (!root || !cJSON_IsObject(root)) { cJSON_Delete(root); return eng_errf(err, errlen, "%s: malformed JSON", path); }
   int rc = 0;
   const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-  if (!cJSON_IsString(mt)) { rc = cfail(err, errlen, "%s: missing string field 'model_type'", path); goto done; }
+  if (!cJSON_IsString(mt)) { rc = eng_errf(err, errlen, "%s: missing string field 'model_type'", path); goto done; }
   snprintf(c->model_type, sizeof c->model_type, "%s", mt->valuestring);
   if (strcmp(c->model_type, "mixtral")) {
-    rc = cfail(err, errlen, "%s: model_type '%s' is not supported yet (supported: mixtral)", path, c->model_type);
+    rc = eng_errf(err, errlen, "%s: model_type '%s' is not supported yet (supported: mixtral)", path, c->model_type);
     goto done;
   }
   const cJSON *td = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
@@ -98,21 +90,26 @@ int eng_config_load(eng_config *c, const char *path, char *err, size_t errlen) {
   c->tie_embeddings = get_bool(root, "tie_word_embeddings", 0);
   c->bos_id = get_token_id(root, "bos_token_id");
   c->eos_id = get_token_id(root, "eos_token_id");
-  if (c->vocab <= 0 || c->hidden <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
+  if (c->bos_id < -1 || c->eos_id < -1) {
+    rc = eng_errf(err, errlen, "%s: field '%s' must be a non-negative integer token id", path,
+               c->bos_id < -1 ? "bos_token_id" : "eos_token_id");
+  } else if (c->vocab <= 0 || c->hidden <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
       c->head_dim <= 0 || c->intermediate <= 0 || c->n_experts <= 0 || c->max_pos <= 0) {
-    rc = cfail(err, errlen, "%s: sizes must be positive (vocab, hidden, layers, heads, head_dim, experts)", path);
+    rc = eng_errf(err, errlen, "%s: sizes must be positive (vocab, hidden, layers, heads, head_dim, experts)", path);
   } else if (c->n_heads % c->n_kv_heads) {
-    rc = cfail(err, errlen, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
+    rc = eng_errf(err, errlen, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path,
                c->n_heads, c->n_kv_heads);
   } else if (c->top_k <= 0 || c->top_k > c->n_experts) {
-    rc = cfail(err, errlen, "%s: num_experts_per_tok %d must be in 1..num_local_experts (%d)", path, c->top_k,
+    rc = eng_errf(err, errlen, "%s: num_experts_per_tok %d must be in 1..num_local_experts (%d)", path, c->top_k,
                c->n_experts);
   } else if (c->head_dim % 2 || c->head_dim > 1024) {
-    rc = cfail(err, errlen, "%s: head_dim %d must be even and <= 1024", path, c->head_dim);
+    rc = eng_errf(err, errlen, "%s: head_dim %d must be even and <= 1024", path, c->head_dim);
   } else if (!(c->rms_eps > 0) || !(c->rope_theta > 0)) {
-    rc = cfail(err, errlen, "%s: rms_norm_eps and rope_theta must be positive", path);
+    rc = eng_errf(err, errlen, "%s: rms_norm_eps and rope_theta must be positive", path);
   } else if ((double)c->vocab * c->hidden > 4e10 || c->n_experts > 4096 || c->n_layers > 4096) {
-    rc = cfail(err, errlen, "%s: implausible sizes", path);
+    rc = eng_errf(err, errlen, "%s: implausible sizes", path);
+  } else if (c->max_pos > (1 << 24)) {
+    rc = eng_errf(err, errlen, "%s: max_position_embeddings %d is implausibly large (limit %d)", path, c->max_pos, 1 << 24);
   }
 done:
   cJSON_Delete(root);

@@ -3,6 +3,7 @@
  * RoPE and KV cache -> residual -> RMSNorm -> router -> policy -> SwiGLU experts on the
  * tokens each expert received -> weighted sum -> residual] -> final RMSNorm -> lm_head.
  * Ops are timed into the probe (see TIME_*); routing is reported per layer per batch. */
+#include "engine/eng_util.h"
 #include "engine/eng_forward.h"
 
 #include <math.h>
@@ -11,19 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int ffail(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return -1;
-}
-
 int eng_ctx_init(eng_ctx *c, const eng_model *m, const krn_backend *be, eng_policy *policy, prb_probe probe,
                  int max_ctx, int max_batch, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
   const eng_config *g = &m->cfg;
-  if (max_ctx <= 0 || max_batch <= 0) return ffail(err, errlen, "context and batch sizes must be positive");
+  if (max_ctx <= 0 || max_batch <= 0) return eng_errf(err, errlen, "context and batch sizes must be positive");
   if (max_batch > max_ctx) max_batch = max_ctx;
   c->m = m; c->be = be; c->policy = policy; c->probe = probe;
   c->max_ctx = max_ctx; c->max_batch = max_batch;
@@ -59,7 +52,7 @@ int eng_ctx_init(eng_ctx *c, const eng_model *m, const krn_backend *be, eng_poli
       !c->moe || !c->rlogits || !c->probs || !c->experts || !c->weights || !c->dropped || !c->pos ||
       !c->abs_pos || !c->seq_ids || !c->etok || !c->eweight || !c->ein || !c->eg || !c->eu || !c->eout) {
     eng_ctx_free(c);
-    return ffail(err, errlen, "out of memory allocating a context of %d tokens", max_ctx);
+    return eng_errf(err, errlen, "out of memory allocating a context of %d tokens", max_ctx);
   }
   return 0;
 }
@@ -138,11 +131,11 @@ int64_t eng_forward(eng_ctx *c, const int *ids, int n, int want_logits, float *l
   const eng_model *M = c->m;
   const eng_config *g = &M->cfg;
   const krn_backend *be = c->be;
-  if (n <= 0 || n > c->max_batch) return ffail(err, errlen, "batch of %d tokens (limit %d)", n, c->max_batch);
+  if (n <= 0 || n > c->max_batch) return eng_errf(err, errlen, "batch of %d tokens (limit %d)", n, c->max_batch);
   if (c->n_past + n > c->max_ctx)
-    return ffail(err, errlen, "context full: %d + %d tokens exceed %d", c->n_past, n, c->max_ctx);
+    return eng_errf(err, errlen, "context full: %d + %d tokens exceed %d", c->n_past, n, c->max_ctx);
   for (int t = 0; t < n; t++)
-    if (ids[t] < 0 || ids[t] >= g->vocab) return ffail(err, errlen, "token id %d out of range (vocab %d)", ids[t], g->vocab);
+    if (ids[t] < 0 || ids[t] >= g->vocab) return eng_errf(err, errlen, "token id %d out of range (vocab %d)", ids[t], g->vocab);
   int64_t bid = c->next_batch_id++;
   int timed = c->probe.op == NULL || c->probe.level < PRB_LEVEL_COUNTS ? TIME_OFF
             : (c->probe.level >= PRB_LEVEL_FULL || n >= 16) ? TIME_FINE : TIME_COARSE;

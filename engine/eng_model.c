@@ -1,6 +1,7 @@
 /* eng_model.c — loads config + safetensors weights into an eng_model (see header).
  * Every tensor is looked up under each known name variant, its shape checked against
  * the config, and converted to float32. */
+#include "engine/eng_util.h"
 #include "engine/eng_model.h"
 #include "engine/eng_safetensors.h"
 
@@ -10,14 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int mfail(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return -1;
-}
 
 typedef struct loader {
   eng_model *m;
@@ -33,13 +26,13 @@ static int check_shape(loader *L, const eng_st_tensor *t, int ndim, const int64_
   int ok = t->ndim == ndim;
   for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == dims[i];
   if (ok && t->dtype != ENG_DT_F32 && t->dtype != ENG_DT_BF16 && t->dtype != ENG_DT_F16 && t->dtype != ENG_DT_F64)
-    return mfail(L->err, L->errlen, "%s: tensor '%s' has dtype %s; weights must be F32, BF16 or F16",
+    return eng_errf(L->err, L->errlen, "%s: tensor '%s' has dtype %s; weights must be F32, BF16 or F16",
                  tensor_file(L, t), t->name, eng_dtype_name(t->dtype));
   if (ok) return 0;
   char want[128] = "", got[128] = "";
   for (int i = 0; i < ndim; i++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? "," : "", (long long)dims[i]);
   for (int i = 0; i < t->ndim; i++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "", (long long)t->shape[i]);
-  return mfail(L->err, L->errlen, "%s: tensor '%s' has shape [%s] but config.json implies [%s]",
+  return eng_errf(L->err, L->errlen, "%s: tensor '%s' has shape [%s] but config.json implies [%s]",
                tensor_file(L, t), t->name, got, want);
 }
 
@@ -54,13 +47,13 @@ static const eng_st_tensor *find_any(loader *L, const char *const *names) {
 
 static int load_2d(loader *L, float **out, int64_t rows, int64_t cols, const char *const *names) {
   const eng_st_tensor *t = find_any(L, names);
-  if (!t) return mfail(L->err, L->errlen, "%s: missing tensor '%s'", L->set.paths[0], names[0]);
+  if (!t) return eng_errf(L->err, L->errlen, "%s: missing tensor '%s'", L->set.paths[0], names[0]);
   int64_t dims[2] = {rows, cols};
   int nd = cols > 0 ? 2 : 1;
   if (nd == 1) dims[0] = rows;
   if (check_shape(L, t, nd, dims)) return -1;
   *out = malloc(sizeof(float) * (size_t)eng_st_numel(t));
-  if (!*out) return mfail(L->err, L->errlen, "out of memory loading '%s'", t->name);
+  if (!*out) return eng_errf(L->err, L->errlen, "out of memory loading '%s'", t->name);
   eng_st_to_f32(*out, t);
   L->dt_count[t->dtype] += (size_t)eng_st_numel(t);
   L->m->n_params += (size_t)eng_st_numel(t);
@@ -70,7 +63,7 @@ static int load_2d(loader *L, float **out, int64_t rows, int64_t cols, const cha
 /* Copies rows [r0, r0+rows) of expert e of a packed 3-D tensor [E, R, C] as float32. */
 static int load_packed(loader *L, float **out, const eng_st_tensor *t, int e, int64_t r0, int64_t rows, int64_t cols) {
   *out = malloc(sizeof(float) * (size_t)(rows * cols));
-  if (!*out) return mfail(L->err, L->errlen, "out of memory loading '%s'", t->name);
+  if (!*out) return eng_errf(L->err, L->errlen, "out of memory loading '%s'", t->name);
   eng_st_tensor sub = *t;
   size_t es = eng_dtype_size(t->dtype);
   sub.ndim = 2; sub.shape[0] = rows; sub.shape[1] = cols;
@@ -88,7 +81,7 @@ static int load_experts(loader *L, eng_layer *ly, int l) {
   snprintf(n2, sizeof n2, "model.layers.%d.mlp.experts.down_proj", l);
   const eng_st_tensor *gu = eng_st_find(&L->set, n1), *dn = eng_st_find(&L->set, n2);
   if (gu || dn) { /* transformers-5 packed layout */
-    if (!gu || !dn) return mfail(L->err, L->errlen, "%s: packed experts of layer %d need both gate_up_proj and down_proj",
+    if (!gu || !dn) return eng_errf(L->err, L->errlen, "%s: packed experts of layer %d need both gate_up_proj and down_proj",
                                  L->set.paths[0], l);
     int64_t d1[3] = {E, 2 * I, H}, d2[3] = {E, H, I};
     if (check_shape(L, gu, 3, d1) || check_shape(L, dn, 3, d2)) return -1;
@@ -151,7 +144,7 @@ int eng_model_load(eng_model *m, const char *dir, char *err, size_t errlen) {
     else if ((rc = load_2d(&L, &m->lm_head, V, H, nl))) goto done;
   }
   m->layers = calloc((size_t)c->n_layers, sizeof(eng_layer));
-  if (!m->layers) { rc = mfail(err, errlen, "out of memory"); goto done; }
+  if (!m->layers) { rc = eng_errf(err, errlen, "out of memory"); goto done; }
   for (int l = 0; l < c->n_layers && rc == 0; l++) {
     eng_layer *ly = &m->layers[l];
     char p[128], n[7][256], alt[256];
@@ -169,7 +162,7 @@ int eng_model_load(eng_model *m, const char *dir, char *err, size_t errlen) {
     }
     if (rc) break;
     ly->experts = calloc((size_t)E, sizeof(eng_expert));
-    if (!ly->experts) { rc = mfail(err, errlen, "out of memory"); break; }
+    if (!ly->experts) { rc = eng_errf(err, errlen, "out of memory"); break; }
     rc = load_experts(&L, ly, l);
   }
   if (rc) goto done;

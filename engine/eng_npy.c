@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define NPY_HEADER 128
 
@@ -51,7 +52,8 @@ int eng_npy_close(eng_npy *w, char *err, size_t errlen) {
     if (rc == 0 && (write_header(w) || fflush(w->f))) rc = -1;
     if (fclose(w->f)) rc = -1;
     if (rc && err && !w->failed) snprintf(err, errlen, "%s: write failed: %s", w->path, strerror(errno));
-    if (rc) remove(w->path);
+    struct stat st; /* only a regular file we wrote is removed: never /dev/full or a FIFO */
+    if (rc && stat(w->path, &st) == 0 && S_ISREG(st.st_mode)) remove(w->path);
   }
   free(w->path);
   memset(w, 0, sizeof *w);

@@ -1,5 +1,6 @@
 /* eng_policy.c — router policies (see header). Step 1: the softmax top-k family
  * (Mixtral: softmax over all E, top-k, renormalise). */
+#include "engine/eng_util.h"
 #include "engine/eng_policy.h"
 
 #include <math.h>
@@ -7,14 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int pfail(char *err, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-  return -1;
-}
 
 void eng_topk(const float *v, int n, int k, int *idx) {
   for (int j = 0; j < k; j++) idx[j] = -1;
@@ -56,18 +49,18 @@ static int parse_kv(const char *args, const char *const *keys, int *vals, int nk
   snprintf(buf, sizeof buf, "%s", args);
   for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
     char *eq = strchr(tok, '=');
-    if (!eq) return pfail(err, errlen, "--route: expected key=value, got '%s'", tok);
+    if (!eq) return eng_errf(err, errlen, "--route: expected key=value, got '%s'", tok);
     *eq = 0;
     int found = 0;
     for (int i = 0; i < nkeys; i++)
       if (!strcmp(tok, keys[i])) {
         char *end;
         long v = strtol(eq + 1, &end, 10);
-        if (*end || end == eq + 1) return pfail(err, errlen, "--route: %s must be an integer, got '%s'", tok, eq + 1);
+        if (*end || end == eq + 1) return eng_errf(err, errlen, "--route: %s must be an integer, got '%s'", tok, eq + 1);
         vals[i] = (int)v;
         found = 1;
       }
-    if (!found) return pfail(err, errlen, "--route: unknown parameter '%s'", tok);
+    if (!found) return eng_errf(err, errlen, "--route: unknown parameter '%s'", tok);
   }
   return 0;
 }
@@ -77,7 +70,7 @@ int eng_policy_create(eng_policy **out, const char *spec, int E, int k_native, i
   *out = NULL;
   if (!spec || !*spec) spec = "native";
   eng_policy *p = calloc(1, sizeof *p);
-  if (!p) return pfail(err, errlen, "out of memory");
+  if (!p) return eng_errf(err, errlen, "out of memory");
   p->n_experts = E;
   p->k = k_native;
   p->renorm = renorm_native;
@@ -89,14 +82,14 @@ int eng_policy_create(eng_policy **out, const char *spec, int E, int k_native, i
     const char *keys[] = {"k", "renorm"};
     int vals[2] = {k_native, renorm_native};
     if (spec[4] == ':' && parse_kv(spec + 5, keys, vals, 2, err, errlen)) { free(p); return -1; }
-    if (vals[0] < 1 || vals[0] > E) { free(p); return pfail(err, errlen, "--route: k=%d must be in 1..%d", vals[0], E); }
-    if (vals[1] != 0 && vals[1] != 1) { free(p); return pfail(err, errlen, "--route: renorm must be 0 or 1"); }
+    if (vals[0] < 1 || vals[0] > E) { free(p); return eng_errf(err, errlen, "--route: k=%d must be in 1..%d", vals[0], E); }
+    if (vals[1] != 0 && vals[1] != 1) { free(p); return eng_errf(err, errlen, "--route: renorm must be 0 or 1"); }
     p->k = vals[0];
     p->renorm = vals[1];
     snprintf(p->spec, sizeof p->spec, "topk:k=%d,renorm=%d,score=softmax", p->k, p->renorm);
   } else {
     free(p);
-    return pfail(err, errlen, "--route: unknown policy '%s' (known: native, topk:k=K,renorm=0|1)", spec);
+    return eng_errf(err, errlen, "--route: unknown policy '%s' (known: native, topk:k=K,renorm=0|1)", spec);
   }
   *out = p;
   return 0;

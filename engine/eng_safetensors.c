@@ -1,4 +1,5 @@
 /* eng_safetensors.c — validating, mmap-based safetensors reader (see header). */
+#include "engine/eng_util.h"
 #include "engine/eng_safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -18,16 +19,6 @@ static const size_t dt_sizes[ENG_DT_COUNT] = {4, 2, 2, 8, 8, 4, 1, 1, 1};
 
 const char *eng_dtype_name(int dt) { return dt >= 0 && dt < ENG_DT_COUNT ? dt_names[dt] : "?"; }
 size_t eng_dtype_size(int dt) { return dt >= 0 && dt < ENG_DT_COUNT ? dt_sizes[dt] : 0; }
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 float eng_bf16_to_f32(uint16_t h) {
   uint32_t u = (uint32_t)h << 16;
@@ -68,23 +59,23 @@ static int parse_file(eng_st_set *set, int fi, char *err, size_t errlen) {
   const char *path = set->paths[fi];
   const uint8_t *base = set->maps[fi];
   size_t size = set->map_sizes[fi];
-  if (size < 8) return fail(err, errlen, "%s: truncated safetensors file (%zu bytes, no header)", path, size);
+  if (size < 8) return eng_errf(err, errlen, "%s: truncated safetensors file (%zu bytes, no header)", path, size);
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | base[i];
   if (hlen == 0 || hlen > size - 8)
-    return fail(err, errlen, "%s: header length %llu exceeds the file size %zu (truncated or not safetensors)",
+    return eng_errf(err, errlen, "%s: header length %llu exceeds the file size %zu (truncated or not safetensors)",
                 path, (unsigned long long)hlen, size);
-  if (hlen > (100u << 20)) return fail(err, errlen, "%s: header length %llu is implausibly large", path,
+  if (hlen > (100u << 20)) return eng_errf(err, errlen, "%s: header length %llu is implausibly large", path,
                                        (unsigned long long)hlen);
   char *json = malloc(hlen + 1);
-  if (!json) return fail(err, errlen, "%s: out of memory reading header", path);
+  if (!json) return eng_errf(err, errlen, "%s: out of memory reading header", path);
   memcpy(json, base + 8, hlen);
   json[hlen] = 0;
   cJSON *root = cJSON_Parse(json);
   free(json);
   if (!root || !cJSON_IsObject(root)) {
     cJSON_Delete(root);
-    return fail(err, errlen, "%s: header is not a valid JSON object", path);
+    return eng_errf(err, errlen, "%s: header is not a valid JSON object", path);
   }
   size_t data_size = size - 8 - hlen;
   const uint8_t *data = base + 8 + hlen;
@@ -92,22 +83,22 @@ static int parse_file(eng_st_set *set, int fi, char *err, size_t errlen) {
   for (cJSON *it = root->child; it; it = it->next) if (strcmp(it->string, "__metadata__")) count++;
   eng_st_tensor *nt = realloc(set->tensors, sizeof(eng_st_tensor) * (size_t)(set->n_tensors + count + 1));
   span *spans = malloc(sizeof(span) * (size_t)(count + 1));
-  if (!nt || !spans) { free(spans); cJSON_Delete(root); if (nt) set->tensors = nt; return fail(err, errlen, "%s: out of memory", path); }
+  if (!nt || !spans) { free(spans); cJSON_Delete(root); if (nt) set->tensors = nt; return eng_errf(err, errlen, "%s: out of memory", path); }
   set->tensors = nt;
   int ns = 0, rc = 0;
   for (cJSON *it = root->child; it && rc == 0; it = it->next) {
     const char *name = it->string;
     if (!strcmp(name, "__metadata__")) continue;
-    if (!cJSON_IsObject(it)) { rc = fail(err, errlen, "%s: tensor '%s': entry is not an object", path, name); break; }
+    if (!cJSON_IsObject(it)) { rc = eng_errf(err, errlen, "%s: tensor '%s': entry is not an object", path, name); break; }
     cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
     cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
     cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
-    if (!cJSON_IsString(dt)) { rc = fail(err, errlen, "%s: tensor '%s': missing dtype", path, name); break; }
+    if (!cJSON_IsString(dt)) { rc = eng_errf(err, errlen, "%s: tensor '%s': missing dtype", path, name); break; }
     int d = -1;
     for (int k = 0; k < ENG_DT_COUNT; k++) if (!strcmp(dt->valuestring, dt_names[k])) d = k;
-    if (d < 0) { rc = fail(err, errlen, "%s: tensor '%s': unknown dtype '%s'", path, name, dt->valuestring); break; }
+    if (d < 0) { rc = eng_errf(err, errlen, "%s: tensor '%s': unknown dtype '%s'", path, name, dt->valuestring); break; }
     if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > ENG_ST_MAXDIM) {
-      rc = fail(err, errlen, "%s: tensor '%s': shape missing or has too many dimensions", path, name); break;
+      rc = eng_errf(err, errlen, "%s: tensor '%s': shape missing or has too many dimensions", path, name); break;
     }
     eng_st_tensor *t = &set->tensors[set->n_tensors];
     memset(t, 0, sizeof *t);
@@ -118,7 +109,7 @@ static int parse_file(eng_st_set *set, int fi, char *err, size_t errlen) {
     for (int k = 0; k < t->ndim; k++) {
       cJSON *v = cJSON_GetArrayItem(sh, k);
       if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9.0e15 || v->valuedouble != (double)(int64_t)v->valuedouble) {
-        rc = fail(err, errlen, "%s: tensor '%s': invalid shape entry %d", path, name, k); break;
+        rc = eng_errf(err, errlen, "%s: tensor '%s': invalid shape entry %d", path, name, k); break;
       }
       t->shape[k] = (int64_t)v->valuedouble;
       numel *= (double)t->shape[k];
@@ -126,16 +117,16 @@ static int parse_file(eng_st_set *set, int fi, char *err, size_t errlen) {
     if (rc) break;
     if (!cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(of, 0)) ||
         !cJSON_IsNumber(cJSON_GetArrayItem(of, 1))) {
-      rc = fail(err, errlen, "%s: tensor '%s': data_offsets missing or malformed", path, name); break;
+      rc = eng_errf(err, errlen, "%s: tensor '%s': data_offsets missing or malformed", path, name); break;
     }
     double b = cJSON_GetArrayItem(of, 0)->valuedouble, e = cJSON_GetArrayItem(of, 1)->valuedouble;
     if (b < 0 || e < b || e > (double)data_size) {
-      rc = fail(err, errlen, "%s: tensor '%s': data_offsets [%.0f, %.0f] outside the data section (%zu bytes)",
+      rc = eng_errf(err, errlen, "%s: tensor '%s': data_offsets [%.0f, %.0f] outside the data section (%zu bytes)",
                 path, name, b, e, data_size); break;
     }
     double want = numel * (double)dt_sizes[d];
     if (e - b != want) {
-      rc = fail(err, errlen, "%s: tensor '%s': %.0f bytes for shape of %.0f elements of %s (expected %.0f)",
+      rc = eng_errf(err, errlen, "%s: tensor '%s': %.0f bytes for shape of %.0f elements of %s (expected %.0f)",
                 path, name, e - b, numel, dt_names[d], want); break;
     }
     t->name = strdup(name);
@@ -149,7 +140,7 @@ static int parse_file(eng_st_set *set, int fi, char *err, size_t errlen) {
     qsort(spans, (size_t)ns, sizeof(span), cmp_span);
     for (int i = 1; i < ns; i++)
       if (spans[i].b < spans[i - 1].e && spans[i].e > spans[i].b) {
-        rc = fail(err, errlen, "%s: tensors '%s' and '%s' overlap in the data section", path,
+        rc = eng_errf(err, errlen, "%s: tensors '%s' and '%s' overlap in the data section", path,
                   set->tensors[spans[i - 1].idx].name, set->tensors[spans[i].idx].name);
         break;
       }
@@ -160,13 +151,13 @@ static int parse_file(eng_st_set *set, int fi, char *err, size_t errlen) {
 
 static int map_file(eng_st_set *set, const char *path, char *err, size_t errlen) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+  if (fd < 0) return eng_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return fail(err, errlen, "%s: not a regular file", path); }
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return eng_errf(err, errlen, "%s: not a regular file", path); }
   void *m = NULL;
   if (st.st_size > 0) {
     m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) { close(fd); return fail(err, errlen, "%s: mmap failed: %s", path, strerror(errno)); }
+    if (m == MAP_FAILED) { close(fd); return eng_errf(err, errlen, "%s: mmap failed: %s", path, strerror(errno)); }
   }
   close(fd);
   int i = set->n_files;
@@ -176,7 +167,7 @@ static int map_file(eng_st_set *set, const char *path, char *err, size_t errlen)
   if (mp) set->maps = mp;
   size_t *ms = realloc(set->map_sizes, sizeof(size_t) * (size_t)(i + 1));
   if (ms) set->map_sizes = ms;
-  if (!p || !mp || !ms) { if (m) munmap(m, (size_t)st.st_size); return fail(err, errlen, "%s: out of memory", path); }
+  if (!p || !mp || !ms) { if (m) munmap(m, (size_t)st.st_size); return eng_errf(err, errlen, "%s: out of memory", path); }
   set->paths[i] = strdup(path);
   set->maps[i] = m;
   set->map_sizes[i] = (size_t)st.st_size;
@@ -188,7 +179,7 @@ static int finish(eng_st_set *set, char *err, size_t errlen) {
   qsort(set->tensors, (size_t)set->n_tensors, sizeof(eng_st_tensor), cmp_tensor);
   for (int i = 1; i < set->n_tensors; i++)
     if (!strcmp(set->tensors[i].name, set->tensors[i - 1].name))
-      return fail(err, errlen, "%s: tensor '%s' appears twice", set->paths[set->tensors[i].file], set->tensors[i].name);
+      return eng_errf(err, errlen, "%s: tensor '%s' appears twice", set->paths[set->tensors[i].file], set->tensors[i].name);
   return 0;
 }
 
@@ -198,35 +189,23 @@ int eng_st_open_file(eng_st_set *set, const char *path, char *err, size_t errlen
   return 0;
 }
 
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-  fclose(f);
-  if (b) { b[n] = 0; if (len) *len = (size_t)n; }
-  return b;
-}
-
 int eng_st_open_dir(eng_st_set *set, const char *dir, char *err, size_t errlen) {
   memset(set, 0, sizeof *set);
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   if (access(path, F_OK) == 0) return eng_st_open_file(set, path, err, errlen);
   snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-  char *txt = slurp(path, NULL);
-  if (!txt) return fail(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", dir);
+  if (access(path, F_OK) != 0) return eng_errf(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", dir);
+  char *txt = eng_read_file(path, NULL, (size_t)64 << 20, err, errlen);
+  if (!txt) return -1;
   cJSON *root = cJSON_Parse(txt);
   free(txt);
   cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
-  if (!cJSON_IsObject(wm)) { cJSON_Delete(root); return fail(err, errlen, "%s: invalid JSON or no weight_map", path); }
+  if (!cJSON_IsObject(wm)) { cJSON_Delete(root); return eng_errf(err, errlen, "%s: invalid JSON or no weight_map", path); }
   int rc = 0;
   for (cJSON *it = wm->child; it && rc == 0; it = it->next) {
     if (!cJSON_IsString(it) || strchr(it->valuestring, '/')) {
-      rc = fail(err, errlen, "%s: weight_map entry '%s' is not a plain file name", path, it->string); break;
+      rc = eng_errf(err, errlen, "%s: weight_map entry '%s' is not a plain file name", path, it->string); break;
     }
     char sp[PATH_MAX];
     snprintf(sp, sizeof sp, "%s/%s", dir, it->valuestring);
@@ -239,7 +218,7 @@ int eng_st_open_dir(eng_st_set *set, const char *dir, char *err, size_t errlen) 
     int found = 0;
     for (int i = 0; i < set->n_tensors && !found; i++)
       if (!strcmp(set->tensors[i].name, it->string)) found = 1;
-    if (!found) rc = fail(err, errlen, "%s: tensor '%s' listed in the index is missing from %s", path, it->string,
+    if (!found) rc = eng_errf(err, errlen, "%s: tensor '%s' listed in the index is missing from %s", path, it->string,
                           it->valuestring);
   }
   cJSON_Delete(root);

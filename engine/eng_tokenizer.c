@@ -18,6 +18,7 @@
  * Split behaviours other than Isolated, dropout, BPE without a ByteLevel pre-tokenizer.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include "engine/eng_util.h"
 #include "engine/eng_tokenizer.h"
 
 #include <cjson/cJSON.h>
@@ -63,48 +64,15 @@ struct eng_tokenizer {
   int b2u[256], u2b[512];   /* GPT-2 byte <-> code point table */
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
-
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (!f) { fail(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap + 1);
-  while (buf) {
-    n += fread(buf + n, 1, cap - n, f);
-    if (n < cap) break;
-    char *nb = realloc(buf, cap * 2 + 1);
-    if (!nb) { free(buf); buf = NULL; break; }
-    buf = nb;
-    cap *= 2;
-  }
-  int bad = ferror(f);
-  fclose(f);
-  if (!buf || bad) {
-    free(buf);
-    fail(err, errlen, "%s: %s", path, bad ? "read error" : "out of memory");
-    return NULL;
-  }
-  buf[n] = 0;
-  *len = n;
-  return buf;
-}
+#define TOK_MAX_FILE ((size_t)1 << 30)
 
 static cJSON *parse_json_file(const char *path, char *err, size_t errlen) {
   size_t n;
-  char *buf = read_file(path, &n, err, errlen);
+  char *buf = eng_read_file(path, &n, TOK_MAX_FILE, err, errlen);
   if (!buf) return NULL;
   const char *end = NULL;
   cJSON *j = cJSON_ParseWithLengthOpts(buf, n, &end, 0);
-  if (!j) fail(err, errlen, "%s: invalid JSON near byte %ld", path, end ? (long)(end - buf) : -1L);
+  if (!j) eng_errf(err, errlen, "%s: invalid JSON near byte %ld", path, end ? (long)(end - buf) : -1L);
   free(buf);
   return j;
 }
@@ -186,10 +154,10 @@ static int add_vocab(eng_tokenizer *t, const cJSON *vocab, eng_smap *map, const 
                      char *err, size_t errlen) {
   for (const cJSON *e = vocab->child; e; e = e->next) {
     int id = vocab_id(e);
-    if (id < 0 || id >= t->nids || !e->string) return fail(err, errlen, "%s: bad vocab entry", path);
+    if (id < 0 || id >= t->nids || !e->string) return eng_errf(err, errlen, "%s: bad vocab entry", path);
     size_t n = strlen(e->string);
     if (eng_smap_put(map, e->string, n, id, 0) || set_piece(t, id, e->string, n, 0))
-      return fail(err, errlen, "%s: out of memory", path);
+      return eng_errf(err, errlen, "%s: out of memory", path);
   }
   return 0;
 }
@@ -197,17 +165,17 @@ static int add_vocab(eng_tokenizer *t, const cJSON *vocab, eng_smap *map, const 
 static int add_merge(eng_tokenizer *t, const eng_smap *map, const char *a, size_t an, const char *b,
                      size_t bn, int rank, const char *path, char *err, size_t errlen) {
   char stack[256], *ab = an + bn <= sizeof stack ? stack : malloc(an + bn);
-  if (!ab) return fail(err, errlen, "%s: out of memory", path);
+  if (!ab) return eng_errf(err, errlen, "%s: out of memory", path);
   memcpy(ab, a, an);
   memcpy(ab + an, b, bn);
   const eng_smap_ent *ea = eng_smap_get(map, a, an), *eb = eng_smap_get(map, b, bn),
                      *eab = eng_smap_get(map, ab, an + bn);
   int rc = 0;
   if (!ea || !eb || !eab)
-    rc = fail(err, errlen, "%s: merge %d '%.*s %.*s': piece '%.*s' not in vocab", path, rank, (int)an, a,
+    rc = eng_errf(err, errlen, "%s: merge %d '%.*s %.*s': piece '%.*s' not in vocab", path, rank, (int)an, a,
               (int)bn, b, (int)(!ea ? an : !eb ? bn : an + bn), !ea ? a : !eb ? b : ab);
   else if (eng_pmap_put(&t->merges, ea->val, eb->val, rank, eab->val))
-    rc = fail(err, errlen, "%s: out of memory", path);
+    rc = eng_errf(err, errlen, "%s: out of memory", path);
   if (ab != stack) free(ab);
   return rc;
 }
@@ -278,9 +246,9 @@ static char *rewrite_ws(const char *p) {
 }
 
 static int add_stage(eng_tokenizer *t, const char *pattern, const char *path, char *err, size_t errlen) {
-  if (t->nre == MAX_STAGES) return fail(err, errlen, "%s: too many pre-tokenizer splits", path);
+  if (t->nre == MAX_STAGES) return eng_errf(err, errlen, "%s: too many pre-tokenizer splits", path);
   char *pat = rewrite_ws(pattern);
-  if (!pat) return fail(err, errlen, "%s: out of memory", path);
+  if (!pat) return eng_errf(err, errlen, "%s: out of memory", path);
   int ec;
   PCRE2_SIZE eo;
   pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
@@ -289,7 +257,7 @@ static int add_stage(eng_tokenizer *t, const char *pattern, const char *path, ch
   if (!re) {
     PCRE2_UCHAR msg[160];
     pcre2_get_error_message(ec, msg, sizeof msg);
-    return fail(err, errlen, "%s: pre-tokenizer regex does not compile: %s", path, (char *)msg);
+    return eng_errf(err, errlen, "%s: pre-tokenizer regex does not compile: %s", path, (char *)msg);
   }
   pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter on failure */
   t->re[t->nre++] = re;
@@ -321,19 +289,19 @@ static int parse_pretok(eng_tokenizer *t, const cJSON *node, int *byte_level, co
     const cJSON *beh = cJSON_GetObjectItemCaseSensitive(node, "behavior");
     if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated") ||
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(node, "invert")))
-      return fail(err, errlen, "%s: unsupported Split pre-tokenizer (only behavior Isolated, no invert)", path);
+      return eng_errf(err, errlen, "%s: unsupported Split pre-tokenizer (only behavior Isolated, no invert)", path);
     if (cJSON_IsString(rx)) return add_stage(t, rx->valuestring, path, err, errlen);
-    if (!cJSON_IsString(lit)) return fail(err, errlen, "%s: Split pre-tokenizer without a pattern", path);
+    if (!cJSON_IsString(lit)) return eng_errf(err, errlen, "%s: Split pre-tokenizer without a pattern", path);
     size_t n = strlen(lit->valuestring);
     char *q = malloc(n + 5);
-    if (!q) return fail(err, errlen, "%s: out of memory", path);
+    if (!q) return eng_errf(err, errlen, "%s: out of memory", path);
     snprintf(q, n + 5, "\\Q%s\\E", lit->valuestring);
-    int rc = strstr(lit->valuestring, "\\E") ? fail(err, errlen, "%s: unsupported Split string", path)
+    int rc = strstr(lit->valuestring, "\\E") ? eng_errf(err, errlen, "%s: unsupported Split string", path)
                                               : add_stage(t, q, path, err, errlen);
     free(q);
     return rc;
   }
-  return fail(err, errlen, "%s: unsupported pre_tokenizer type '%s' (byte-level BPE only)", path, type);
+  return eng_errf(err, errlen, "%s: unsupported pre_tokenizer type '%s' (byte-level BPE only)", path, type);
 }
 
 static int lookup_piece(const eng_tokenizer *t, const char *s, size_t n) {
@@ -363,10 +331,10 @@ static int finish(eng_tokenizer *t, const eng_smap *map, const char *config_json
   for (int i = 0; i < t->nadded; i++) t->added[i].off = t->poff[t->added[i].id];
   index_added(t);
   if (t->ignore_merges) {
-    if (eng_smap_init(&t->whole, (size_t)t->nids)) return fail(err, errlen, "%s: out of memory", path);
+    if (eng_smap_init(&t->whole, (size_t)t->nids)) return eng_errf(err, errlen, "%s: out of memory", path);
     for (int id = 0; id < t->nids; id++)
       if (t->plen[id] != NO_PIECE && eng_smap_put(&t->whole, t->arena + t->poff[id], t->plen[id], id, 0))
-        return fail(err, errlen, "%s: out of memory", path);
+        return eng_errf(err, errlen, "%s: out of memory", path);
   }
   t->bos = t->eos = -1;
   if (config_json) {
@@ -411,27 +379,27 @@ int eng_tok_load(eng_tokenizer **out, const char *path, const char *config_json,
   const cJSON *added = cJSON_GetObjectItemCaseSensitive(j, "added_tokens");
   const cJSON *norm = cJSON_GetObjectItemCaseSensitive(j, "normalizer");
   const cJSON *pre = cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer");
-  if (!t) { fail(err, errlen, "%s: out of memory", path); goto done; }
-  if (!cJSON_IsObject(model)) { fail(err, errlen, "%s: no \"model\" object", path); goto done; }
+  if (!t) { eng_errf(err, errlen, "%s: out of memory", path); goto done; }
+  if (!cJSON_IsObject(model)) { eng_errf(err, errlen, "%s: no \"model\" object", path); goto done; }
   if (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE"))) {
-    fail(err, errlen, "%s: unsupported model type '%s' (only BPE)", path,
+    eng_errf(err, errlen, "%s: unsupported model type '%s' (only BPE)", path,
          cJSON_IsString(type) ? type->valuestring : "?");
     goto done;
   }
   if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) {
-    fail(err, errlen, "%s: model.vocab or model.merges missing", path);
+    eng_errf(err, errlen, "%s: model.vocab or model.merges missing", path);
     goto done;
   }
   const cJSON *cp = cJSON_GetObjectItemCaseSensitive(model, "continuing_subword_prefix");
   const cJSON *sx = cJSON_GetObjectItemCaseSensitive(model, "end_of_word_suffix");
   if ((cJSON_IsString(cp) && *cp->valuestring) || (cJSON_IsString(sx) && *sx->valuestring)) {
-    fail(err, errlen, "%s: unsupported BPE option (continuing_subword_prefix/end_of_word_suffix)", path);
+    eng_errf(err, errlen, "%s: unsupported BPE option (continuing_subword_prefix/end_of_word_suffix)", path);
     goto done;
   }
   if (norm && !cJSON_IsNull(norm)) {
     const cJSON *nt = cJSON_GetObjectItemCaseSensitive(norm, "type");
     if (!cJSON_IsString(nt) || strcmp(nt->valuestring, "NFC")) { /* NFC: accepted, see top */
-      fail(err, errlen, "%s: unsupported normalizer '%s'", path, cJSON_IsString(nt) ? nt->valuestring : "?");
+      eng_errf(err, errlen, "%s: unsupported normalizer '%s'", path, cJSON_IsString(nt) ? nt->valuestring : "?");
       goto done;
     }
   }
@@ -440,15 +408,15 @@ int eng_tok_load(eng_tokenizer **out, const char *path, const char *config_json,
   for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) {
     int id = vocab_id(cJSON_GetObjectItemCaseSensitive(a, "id"));
     if (id < 0 || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(a, "content"))) {
-      fail(err, errlen, "%s: bad added_tokens entry", path);
+      eng_errf(err, errlen, "%s: bad added_tokens entry", path);
       goto done;
     }
     if (id > maxid) maxid = id;
   }
-  if (maxid < 0) { fail(err, errlen, "%s: empty vocab", path); goto done; }
+  if (maxid < 0) { eng_errf(err, errlen, "%s: empty vocab", path); goto done; }
   if (alloc_ids(t, maxid) || eng_smap_init(&map, (size_t)cJSON_GetArraySize(vocab)) ||
       eng_pmap_init(&t->merges, (size_t)cJSON_GetArraySize(merges))) {
-    fail(err, errlen, "%s: out of memory", path);
+    eng_errf(err, errlen, "%s: out of memory", path);
     goto done;
   }
   if (add_vocab(t, vocab, &map, path, err, errlen)) goto done;
@@ -458,12 +426,12 @@ int eng_tok_load(eng_tokenizer **out, const char *path, const char *config_json,
     size_t an, bn;
     if (cJSON_IsString(m)) {
       const char *sp = strchr(m->valuestring, ' ');
-      if (!sp || strchr(sp + 1, ' ')) { fail(err, errlen, "%s: merge %d is not 'a b'", path, rank); goto done; }
+      if (!sp || strchr(sp + 1, ' ')) { eng_errf(err, errlen, "%s: merge %d is not 'a b'", path, rank); goto done; }
       a = m->valuestring, an = (size_t)(sp - a), b = sp + 1, bn = strlen(b);
     } else if (cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
       a = m->child->valuestring, an = strlen(a), b = m->child->next->valuestring, bn = strlen(b);
     } else {
-      fail(err, errlen, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", path, rank);
+      eng_errf(err, errlen, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", path, rank);
       goto done;
     }
     if (add_merge(t, &map, a, an, b, bn, rank, path, err, errlen)) goto done;
@@ -471,14 +439,14 @@ int eng_tok_load(eng_tokenizer **out, const char *path, const char *config_json,
   for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) {
     const char *s = cJSON_GetObjectItemCaseSensitive(a, "content")->valuestring;
     if (add_added(t, cJSON_GetObjectItemCaseSensitive(a, "id")->valueint, s, strlen(s))) {
-      fail(err, errlen, "%s: out of memory", path);
+      eng_errf(err, errlen, "%s: out of memory", path);
       goto done;
     }
   }
   int byte_level = 0;
-  if (!pre || cJSON_IsNull(pre)) { fail(err, errlen, "%s: no pre_tokenizer (byte-level BPE only)", path); goto done; }
+  if (!pre || cJSON_IsNull(pre)) { eng_errf(err, errlen, "%s: no pre_tokenizer (byte-level BPE only)", path); goto done; }
   if (parse_pretok(t, pre, &byte_level, path, err, errlen)) goto done;
-  if (!byte_level) { fail(err, errlen, "%s: pre_tokenizer has no ByteLevel step (byte-level BPE only)", path); goto done; }
+  if (!byte_level) { eng_errf(err, errlen, "%s: pre_tokenizer has no ByteLevel step (byte-level BPE only)", path); goto done; }
   const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
   if (cJSON_IsString(unk)) t->unk = lookup_piece(t, unk->valuestring, strlen(unk->valuestring));
   if (finish(t, &map, config_json, path, err, errlen)) goto done;
@@ -496,7 +464,7 @@ int eng_tok_load_vocab_merges(eng_tokenizer **out, const char *vocab_json, const
   *out = NULL;
   size_t mlen = 0;
   cJSON *vocab = parse_json_file(vocab_json, err, errlen), *cfg = NULL;
-  char *mtext = vocab ? read_file(merges_txt, &mlen, err, errlen) : NULL;
+  char *mtext = vocab ? eng_read_file(merges_txt, &mlen, TOK_MAX_FILE, err, errlen) : NULL;
   eng_tokenizer *t = NULL;
   eng_smap map = {0};
   int rc = -1;
@@ -511,7 +479,7 @@ int eng_tok_load_vocab_merges(eng_tokenizer **out, const char *vocab_json, const
   t = tok_new();
   if (!t || maxid < 0 || alloc_ids(t, maxid) || eng_smap_init(&map, (size_t)maxid + 1) ||
       eng_pmap_init(&t->merges, mlen / 16 + 16)) {
-    fail(err, errlen, "%s: %s", vocab_json, maxid < 0 ? "empty vocab" : "out of memory");
+    eng_errf(err, errlen, "%s: %s", vocab_json, maxid < 0 ? "empty vocab" : "out of memory");
     goto done;
   }
   if (add_vocab(t, vocab, &map, vocab_json, err, errlen)) goto done;
@@ -525,7 +493,7 @@ int eng_tok_load_vocab_merges(eng_tokenizer **out, const char *vocab_json, const
     if (n == 0 || (lineno == 1 && !strncmp(line, "#version", 8))) continue;
     char *sp = memchr(line, ' ', n);
     if (!sp || memchr(sp + 1, ' ', (size_t)(line + n - sp - 1))) {
-      fail(err, errlen, "%s: line %d is not 'a b'", merges_txt, lineno);
+      eng_errf(err, errlen, "%s: line %d is not 'a b'", merges_txt, lineno);
       goto done;
     }
     if (add_merge(t, &map, line, (size_t)(sp - line), sp + 1, (size_t)(line + n - sp - 1), rank++, merges_txt,
@@ -536,7 +504,7 @@ int eng_tok_load_vocab_merges(eng_tokenizer **out, const char *vocab_json, const
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "content");
     long id = strtol(a->string, NULL, 10);
     if (cJSON_IsString(c) && id >= 0 && id <= maxid && add_added(t, (int)id, c->valuestring, strlen(c->valuestring))) {
-      fail(err, errlen, "%s: out of memory", config_json);
+      eng_errf(err, errlen, "%s: out of memory", config_json);
       goto done;
     }
   }
@@ -599,7 +567,7 @@ static int reserve(enc_ctx *c, size_t n) {
     size_t cap = c->cap ? c->cap : 1024;
     while (cap < c->n + n) cap *= 2;
     int *p = realloc(c->ids, cap * sizeof *p);
-    if (!p) return fail(c->err, c->errlen, "tokenizer: out of memory");
+    if (!p) return eng_errf(c->err, c->errlen, "tokenizer: out of memory");
     c->ids = p;
     c->cap = cap;
   }
@@ -631,19 +599,19 @@ static int emit_word(enc_ctx *c, const char *p, size_t len) {
   }
   if (len > c->symcap) {
     int *s = realloc(c->syms, len * 2 * sizeof *s);
-    if (!s) return fail(c->err, c->errlen, "tokenizer: out of memory");
+    if (!s) return eng_errf(c->err, c->errlen, "tokenizer: out of memory");
     c->syms = s;
     c->symcap = len * 2;
   }
   for (size_t i = 0; i < len; i++) {
     int id = t->byte_id[(unsigned char)p[i]];
     if (id < 0 && (id = t->unk) < 0)
-      return fail(c->err, c->errlen, "tokenizer: byte 0x%02x has no token in the vocabulary",
+      return eng_errf(c->err, c->errlen, "tokenizer: byte 0x%02x has no token in the vocabulary",
                   (unsigned char)p[i]);
     c->syms[i] = id;
   }
   int k = eng_bpe_merge(&t->merges, &c->bs, c->syms, (int)len);
-  if (k < 0) return fail(c->err, c->errlen, "tokenizer: out of memory");
+  if (k < 0) return eng_errf(c->err, c->errlen, "tokenizer: out of memory");
   size_t off = c->n;
   if (push_ids(c, c->syms, (size_t)k)) return -1;
   if (cacheable && c->cache.n < (1u << 21)) eng_smap_put(&c->cache, p, len, (int)off, k); /* OOM: no cache */
@@ -657,7 +625,7 @@ static int split(enc_ctx *c, const char *p, size_t len, int stage, int prefixed)
   if (len == 0) return 0;
   if (!prefixed && stage == t->prefix_stage && t->add_prefix_space && p[0] != ' ') {
     char *q = malloc(len + 1); /* ByteLevel add_prefix_space: " " + piece */
-    if (!q) return fail(c->err, c->errlen, "tokenizer: out of memory");
+    if (!q) return eng_errf(c->err, c->errlen, "tokenizer: out of memory");
     q[0] = ' ';
     memcpy(q + 1, p, len);
     int rc = split(c, q, len + 1, stage, 1);
@@ -672,7 +640,7 @@ static int split(enc_ctx *c, const char *p, size_t len, int stage, int prefixed)
     if (rc < 0) {
       PCRE2_UCHAR msg[160];
       pcre2_get_error_message(rc, msg, sizeof msg);
-      return fail(c->err, c->errlen, "tokenizer: regex match failed: %s", (char *)msg);
+      return eng_errf(c->err, c->errlen, "tokenizer: regex match failed: %s", (char *)msg);
     }
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
     size_t s = ov[0], e = ov[1];
@@ -698,7 +666,7 @@ int eng_tok_encode(const eng_tokenizer *t, const char *text, size_t len, int **i
   c.mc = pcre2_match_context_create(NULL);
   c.js = pcre2_jit_stack_create(32 * 1024, 16 * 1024 * 1024, NULL);
   if (!c.md || !c.mc || !c.js || eng_smap_init(&c.cache, len / 64 + 64)) {
-    fail(err, errlen, "tokenizer: out of memory");
+    eng_errf(err, errlen, "tokenizer: out of memory");
     goto done;
   }
   pcre2_jit_stack_assign(c.mc, NULL, c.js);
@@ -717,7 +685,7 @@ int eng_tok_encode(const eng_tokenizer *t, const char *text, size_t len, int **i
   }
   if (split(&c, text + seg, len - seg, 0, 0)) goto done;
   if (!c.ids) c.ids = malloc(sizeof *c.ids); /* a valid pointer even for no tokens */
-  if (!c.ids) { fail(err, errlen, "tokenizer: out of memory"); goto done; }
+  if (!c.ids) { eng_errf(err, errlen, "tokenizer: out of memory"); goto done; }
   *ids = c.ids;
   *n = c.n;
   c.ids = NULL;
