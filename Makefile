@@ -19,9 +19,10 @@ build: deps
 demo: build
 	bash scripts/demo.sh $(BUILD)/moescope
 
-# The whole CPU suite, then the sanitizer pass (ASan + UBSan) over unit and bad-input tests.
+# The whole suite (gpu tests skip without a device), then the sanitizer pass (ASan + UBSan)
+# over the unit, bad-input and end-to-end tests.
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'gpu'
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) test-asan
 
 test-fast: build
@@ -30,7 +31,7 @@ test-fast: build
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMOESCOPE_SANITIZE=ON -DMOESCOPE_CUDA=OFF >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
-	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L 'unit|badinput'
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L 'unit|badinput|e2e'
 
 bench: build
 	$(BUILD)/moescope bench --model models/tiny-mixtral
