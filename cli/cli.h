@@ -16,6 +16,8 @@ int cli_synth(int argc, char **argv);
 int cli_stats(int argc, char **argv);
 int cli_report(int argc, char **argv);
 int cli_info(int argc, char **argv);
+int cli_placement(int argc, char **argv);
+int cli_compare(int argc, char **argv);
 
 /* Prints "moescope <cmd>: <message>" to stderr and returns code. */
 int cli_fail(int code, const char *cmd, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+
 typedef struct { const char *name; int (*fn)(int, char **); const char *help; } command;
 
 static const command commands[] = {
@@ -13,6 +14,8 @@ static const command commands[] = {
   {"report", cli_report, "trace DB -> report folder (index.html, report.md, heatmaps)"},
   {"synth", cli_synth, "write a synthetic model with planted routing structure"},
   {"bench", cli_bench, "prefill/decode throughput, roofline %, probe overhead per level"},
+  {"compare", cli_compare, "compare runs: quality, routing agreement, balance, cost"},
+  {"placement", cli_placement, "expert-placement what-if over N GPUs (greedy, EPLB, hierarchical)"},
   {"info", cli_info, "describe a model"},
 };
 
