@@ -16,6 +16,7 @@ int cli_synth(int argc, char **argv);
 int cli_stats(int argc, char **argv);
 int cli_report(int argc, char **argv);
 int cli_info(int argc, char **argv);
+int cli_convert(int argc, char **argv);
 int cli_placement(int argc, char **argv);
 int cli_compare(int argc, char **argv);
 

@@ -46,11 +46,11 @@ static int bench_level(const eng_model *m, int level, const char *db, int n_pref
   prb_sink *sink = NULL;
   prb_probe probe = prb_probe_none();
   eng_policy *pol = NULL;
-  if (eng_policy_create(&pol, "native", m->cfg.n_experts, m->cfg.top_k, m->cfg.norm_topk_prob, err, errlen)) return -1;
+  if (eng_policy_create_cfg(&pol, "native", &m->cfg.router, err, errlen)) return -1;
   if (level > PRB_LEVEL_OFF) {
     if (prb_sink_open(&sink, db, 0, err, errlen)) { eng_policy_free(pol); return -1; }
     prb_run_info ri = {m->dir, m->sha256, m->cfg.model_type, pol->spec, "cpu", m->dtype, "moescope bench",
-                       m->cfg.n_layers, m->cfg.n_experts, m->cfg.top_k, 0, krn_get_threads(), level};
+                       m->cfg.n_layers, m->cfg.n_experts, m->cfg.top_k, m->cfg.n_shared_experts, krn_get_threads(), level};
     int64_t run_id;
     if (prb_sink_begin_run(sink, &ri, &run_id, err, errlen)) { prb_sink_close(sink, NULL, 0); eng_policy_free(pol); return -1; }
     probe = prb_sink_probe(sink, level);

@@ -18,12 +18,14 @@ int cli_synth(int argc, char **argv) {
     const char *a = argv[i];
     long x;
     if (cli_is_help(a)) {
-      printf("usage: moescope synth -o DIR [--family mixtral] [--layers L] [--experts E] [--top-k K]\n"
+      printf("usage: moescope synth -o DIR [--family mixtral|qwen2_moe|qwen3_moe|olmoe|deepseek_v2|deepseek_v3|gpt_oss|\n"
+             "       switch|hierarchical] [--layers L] [--experts E] [--top-k K]\n"
              "       [--hidden H] [--vocab V] [--heads N] [--kv-heads N] [--intermediate I] [--max-pos N]\n"
              "       [--plant none|specialization|collapse] [--plant-layers 1,3|all] [--collapse-experts N]\n"
              "       [--seed S] [--dtype f32|bf16|f16]\n"
-             "Writes a random HF-layout model whose router has known planted structure\n"
-             "(recorded in config.json under \"moescope_synth\").\n");
+             "Writes a random HF-layout model of the family (HF config fields and tensor names) whose\n"
+             "router has known planted structure (mixtral, switch, hierarchical; recorded in config.json\n"
+             "under \"moescope_synth\"). switch = top-1 with capacity, hierarchical = group gate then experts.\n");
       return CLI_OK;
     }
     struct { const char *name; int *dst; long lo, hi; } ints[] = {
@@ -101,6 +103,7 @@ static int db_cmd(int argc, char **argv, const char *C, int is_report) {
 int cli_stats(int argc, char **argv) { return db_cmd(argc, argv, "stats", 0); }
 int cli_report(int argc, char **argv) { return db_cmd(argc, argv, "report", 1); }
 
+
 int cli_info(int argc, char **argv) {
   const char *C = "info", *dir = NULL;
   for (int i = 1; i < argc; i++) {
@@ -113,14 +116,54 @@ int cli_info(int argc, char **argv) {
   eng_model m;
   if (eng_model_load(&m, dir, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
   const eng_config *c = &m.cfg;
-  printf("model        %s\narchitecture %s\nlayers       %d\nhidden       %d\nheads        %d (kv %d, head_dim %d)\n"
-         "experts      %d x SwiGLU %d, top-%d, router softmax%s\nvocab        %d\ncontext      %d\n"
-         "rope_theta   %g\nrms_eps      %g\ndtype        %s (stored), float32 (compute)\n"
+  const eng_router_cfg *r = &c->router;
+  int dense = 0;
+  char dl[256] = "";
+  for (int l = 0; l < c->n_layers; l++)
+    if (!c->moe_layer[l]) {
+      if (dense < 16) snprintf(dl + strlen(dl), sizeof dl - strlen(dl), "%s%d", dense ? "," : "", l);
+      dense++;
+    }
+  char router[256];
+  switch (r->kind) {
+  case ENG_ROUTER_SOFTMAX_TOPK:
+    snprintf(router, sizeof router, "softmax top-%d%s%s", c->top_k, c->norm_topk_prob ? ", renormalised" : ", not renormalised",
+             r->scale != 1.0f ? ", scaled" : "");
+    break;
+  case ENG_ROUTER_GROUP_LIMITED:
+    snprintf(router, sizeof router, "softmax group-limited greedy top-%d (groups %d, best %d by max), x %g", c->top_k,
+             r->n_group, r->topk_group, (double)r->scale);
+    break;
+  case ENG_ROUTER_SIGMOID_GROUP:
+    snprintf(router, sizeof router, "sigmoid + selection bias, groups %d (best %d by top-2 sum), top-%d%s, x %g", r->n_group,
+             r->topk_group, c->top_k, c->norm_topk_prob ? ", renormalised" : "", (double)r->scale);
+    break;
+  case ENG_ROUTER_TOPK_SOFTMAX: snprintf(router, sizeof router, "top-%d of logits (+bias), softmax over the %d", c->top_k, c->top_k); break;
+  case ENG_ROUTER_SWITCH: snprintf(router, sizeof router, "switch top-1, capacity factor %g", (double)r->capacity_factor); break;
+  default: snprintf(router, sizeof router, "hierarchical: %d groups, top-%d inside the chosen group", r->n_group, c->top_k); break;
+  }
+  char attn[160];
+  if (c->mla)
+    snprintf(attn, sizeof attn, "MLA (kv_lora %d, q_lora %d, nope %d + rope %d, v %d)", c->kv_lora_rank, c->q_lora_rank,
+             c->qk_nope_dim, c->qk_rope_dim, c->v_head_dim);
+  else
+    snprintf(attn, sizeof attn, "GQA%s%s%s%s", c->qkv_bias ? ", qkv bias" : "",
+             c->qk_norm == ENG_QKNORM_HEAD ? ", q/k norm per head" : c->qk_norm == ENG_QKNORM_FULL ? ", q/k norm" : "",
+             c->sliding_window ? ", sliding window (alternating)" : "", c->attn_sinks ? ", sinks" : "");
+  printf("model        %s\narchitecture %s\nlayers       %d (%d MoE, %d dense%s%s%s)\nhidden       %d\n"
+         "heads        %d (kv %d, head_dim %d)\nattention    %s\nrope         theta %g%s%s\n"
+         "experts      %d x %s %d, top-%d\nrouter       %s\nshared       %s\nvocab        %d\ncontext      %d\n"
+         "rms_eps      %g\ndtype        %s (stored), float32 (compute)\n"
          "parameters   %zu total, %zu active per token (%.1f%%)\nsha256       %s\n",
-         dir, c->model_type, c->n_layers, c->hidden, c->n_heads, c->n_kv_heads, c->head_dim, c->n_experts,
-         c->intermediate, c->top_k, c->norm_topk_prob ? " + renormalised top-k" : "", c->vocab, c->max_pos,
-         (double)c->rope_theta, (double)c->rms_eps, m.dtype, m.n_params, m.n_active_params,
+         dir, c->model_type, c->n_layers, c->n_layers - dense, dense, dense ? ": " : "", dl, dense > 16 ? ",..." : "",
+         c->hidden, c->n_heads, c->n_kv_heads, c->head_dim, attn, (double)c->rope_theta, c->rope_yarn ? ", YaRN" : "",
+         c->rope_interleave ? ", interleaved" : "", c->n_experts,
+         c->expert_act == ENG_ACT_SWIGLU_OAI ? "clamped SwiGLU" : "SwiGLU", c->intermediate, c->top_k, router,
+         c->shared_intermediate ? (c->shared_gated ? "1 shared expert, sigmoid-gated" : "shared experts, ungated") : "none",
+         c->vocab, c->max_pos, (double)c->rms_eps, m.dtype, m.n_params, m.n_active_params,
          100.0 * (double)m.n_active_params / (double)m.n_params, m.sha256);
+  if (c->shared_intermediate) printf("shared_ffn   %d wide (%d expert%s)\n", c->shared_intermediate, c->n_shared_experts,
+                                     c->n_shared_experts == 1 ? "" : "s");
   eng_model_free(&m);
   return CLI_OK;
 }

@@ -244,7 +244,7 @@ int cli_run(int argc, char **argv) {
     in[i].n = n;
   }
   eng_policy *pol = NULL;
-  if (eng_policy_create(&pol, route, model.cfg.n_experts, model.cfg.top_k, model.cfg.norm_topk_prob, err, sizeof err)) {
+  if (eng_policy_create_cfg(&pol, route, &model.cfg.router, err, sizeof err)) {
     rc = cli_fail(CLI_USAGE, CMD, "%s", err);
     goto out_tok;
   }

@@ -17,6 +17,7 @@ static const command commands[] = {
   {"compare", cli_compare, "compare runs: quality, routing agreement, balance, cost"},
   {"placement", cli_placement, "expert-placement what-if over N GPUs (greedy, EPLB, hierarchical)"},
   {"info", cli_info, "describe a model"},
+  {"convert", cli_convert, "convert a safetensors model folder to GGUF (f16, bf16, q8_0)"},
 };
 
 static void usage(FILE *f) {

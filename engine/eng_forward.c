@@ -1,10 +1,10 @@
-/* eng_forward.c — the decoder forward pass (Mixtral architecture, exactly as Hugging
- * Face computes it): embedding -> per layer [RMSNorm -> GQA attention with rotate-half
- * RoPE and KV cache -> residual -> RMSNorm -> router -> policy -> SwiGLU experts on the
- * tokens each expert received -> weighted sum -> residual] -> final RMSNorm -> lm_head.
- * Ops are timed into the probe (see TIME_*); routing is reported per layer per batch. */
+/* eng_forward.c — the decoder forward pass, one implementation for every family (exactly as
+ * Hugging Face computes it): embedding -> per layer [RMSNorm -> attention variant with KV
+ * cache (eng_attn.c) -> residual -> RMSNorm -> dense MLP or MoE block (eng_moe.c) ->
+ * residual] -> final RMSNorm -> lm_head. This file owns the context (buffers, KV cache,
+ * RoPE frequency tables incl. YaRN) and the layer loop; ops are timed into the probe. */
 #include "engine/eng_util.h"
-#include "engine/eng_forward.h"
+#include "engine/eng_forward_int.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -12,29 +12,61 @@
 #include <stdlib.h>
 #include <string.h>
 
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+
+/* HF _compute_yarn_parameters (modeling_rope_utils.py), in double. */
+static void yarn_inv_freq(const eng_config *g, double *inv) {
+  int dim = g->rope_dim, half = dim / 2;
+  double base = g->rope_theta, factor = g->yarn_factor, orig = g->yarn_orig_max_pos;
+  double low = dim * log(orig / (g->yarn_beta_fast * 2 * M_PI)) / (2 * log(base));
+  double high = dim * log(orig / (g->yarn_beta_slow * 2 * M_PI)) / (2 * log(base));
+  if (g->yarn_truncate) { low = floor(low); high = ceil(high); }
+  if (low < 0) low = 0;
+  if (high > dim - 1) high = dim - 1;
+  if (low == high) high += 0.001;
+  for (int i = 0; i < half; i++) {
+    double pf = pow(base, 2.0 * i / dim), extra = 1.0 / pf, inter = 1.0 / (factor * pf);
+    double ramp = (i - low) / (high - low);
+    ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+    double ef = 1.0 - ramp;
+    inv[i] = inter * (1 - ef) + extra * ef;
+  }
+}
+
 int eng_ctx_init(eng_ctx *c, const eng_model *m, const krn_backend *be, eng_policy *policy, prb_probe probe,
                  int max_ctx, int max_batch, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
   const eng_config *g = &m->cfg;
   if (max_ctx <= 0 || max_batch <= 0) return eng_errf(err, errlen, "context and batch sizes must be positive");
   if (max_batch > max_ctx) max_batch = max_ctx;
+  if (eng_policy_bind(policy, &g->router))
+    return eng_errf(err, errlen, "router policy '%s' has fewer slots than the model's router needs (k=%d)",
+                    policy->spec, g->router.k);
   c->m = m; c->be = be; c->policy = policy; c->probe = probe;
   c->max_ctx = max_ctx; c->max_batch = max_batch;
+  int G = g->router.kind == ENG_ROUTER_HIER ? g->router.n_group : 0;
   size_t H = g->hidden, B = max_batch, E = g->n_experts, K = eng_policy_kmax(policy);
-  size_t qd = (size_t)g->n_heads * g->head_dim, kvd = (size_t)g->n_kv_heads * g->head_dim;
-  size_t I = g->intermediate;
-  size_t kvsz = (size_t)g->n_layers * max_ctx * kvd;
-  c->kcache = malloc(kvsz * sizeof(float));
-  c->vcache = malloc(kvsz * sizeof(float));
+  size_t qd = (size_t)g->n_heads * g->head_dim, vd = (size_t)g->n_heads * g->v_head_dim;
+  c->kdim = g->n_kv_heads * g->head_dim;
+  c->vdim = g->n_kv_heads * g->v_head_dim;
+  size_t I = zmax(zmax((size_t)g->intermediate, (size_t)g->dense_intermediate), (size_t)g->shared_intermediate);
+  size_t kvsz_k = (size_t)g->n_layers * max_ctx * c->kdim, kvsz_v = (size_t)g->n_layers * max_ctx * c->vdim;
+  size_t mla_a = zmax((size_t)g->q_lora_rank, (size_t)(g->kv_lora_rank + g->qk_rope_dim));
+  size_t mla_c = (size_t)g->n_heads * (g->qk_nope_dim + g->v_head_dim);
+  size_t half = (size_t)g->rope_dim / 2;
+  c->rope_tables = g->rope_yarn || g->rope_interleave || g->rope_dim != g->head_dim || g->rope_attn_factor != 1.0;
+  c->kcache = malloc(kvsz_k * sizeof(float));
+  c->vcache = malloc(kvsz_v * sizeof(float));
   c->x = malloc(B * H * sizeof(float));
   c->h = malloc(B * H * sizeof(float));
   c->q = malloc(B * qd * sizeof(float));
-  c->k = malloc(B * kvd * sizeof(float));
-  c->v = malloc(B * kvd * sizeof(float));
-  c->att = malloc(B * qd * sizeof(float));
-  c->tmp = malloc(B * (H > qd ? H : qd) * sizeof(float));
+  c->k = malloc(B * c->kdim * sizeof(float));
+  c->v = malloc(B * c->vdim * sizeof(float));
+  c->att = malloc(B * zmax(qd, vd) * sizeof(float));
+  c->tmp = malloc(B * zmax(zmax(H, qd), vd) * sizeof(float));
   c->moe = malloc(B * H * sizeof(float));
-  c->rlogits = malloc(B * E * sizeof(float));
+  c->rlogits = malloc(B * (E + G) * sizeof(float));
+  c->plogits = malloc(B * E * sizeof(float));
   c->probs = malloc(B * E * sizeof(float));
   c->experts = malloc(B * K * sizeof(int));
   c->weights = malloc(B * K * sizeof(float));
@@ -43,88 +75,40 @@ int eng_ctx_init(eng_ctx *c, const eng_model *m, const krn_backend *be, eng_poli
   c->abs_pos = malloc(B * sizeof(int));
   c->seq_ids = malloc(B * sizeof(int));
   c->etok = malloc(B * K * sizeof(int));
-  c->eweight = malloc(B * K * sizeof(float));
+  c->eweight = malloc(B * zmax(K, 1) * sizeof(float));
   c->ein = malloc(B * H * sizeof(float));
   c->eg = malloc(B * I * sizeof(float));
   c->eu = malloc(B * I * sizeof(float));
   c->eout = malloc(B * H * sizeof(float));
+  c->mla_a = malloc(B * zmax(mla_a, 1) * sizeof(float));
+  c->mla_b = malloc(B * zmax((size_t)g->kv_lora_rank, 1) * sizeof(float));
+  c->mla_c = malloc(B * zmax(mla_c, 1) * sizeof(float));
+  c->inv_freq = malloc(zmax(half, 1) * sizeof(double));
+  c->rope_cos = malloc(B * zmax(half, 1) * sizeof(float));
+  c->rope_sin = malloc(B * zmax(half, 1) * sizeof(float));
   if (!c->kcache || !c->vcache || !c->x || !c->h || !c->q || !c->k || !c->v || !c->att || !c->tmp ||
-      !c->moe || !c->rlogits || !c->probs || !c->experts || !c->weights || !c->dropped || !c->pos ||
-      !c->abs_pos || !c->seq_ids || !c->etok || !c->eweight || !c->ein || !c->eg || !c->eu || !c->eout) {
+      !c->moe || !c->rlogits || !c->plogits || !c->probs || !c->experts || !c->weights || !c->dropped || !c->pos ||
+      !c->abs_pos || !c->seq_ids || !c->etok || !c->eweight || !c->ein || !c->eg || !c->eu || !c->eout ||
+      !c->mla_a || !c->mla_b || !c->mla_c || !c->inv_freq || !c->rope_cos || !c->rope_sin) {
     eng_ctx_free(c);
     return eng_errf(err, errlen, "out of memory allocating a context of %d tokens", max_ctx);
   }
+  if (g->rope_yarn) yarn_inv_freq(g, c->inv_freq);
+  else
+    for (size_t i = 0; i < half; i++) c->inv_freq[i] = pow((double)g->rope_theta, -2.0 * (double)i / g->rope_dim);
   return 0;
 }
 
 void eng_ctx_free(eng_ctx *c) {
   void *p[] = {c->kcache, c->vcache, c->x, c->h, c->q, c->k, c->v, c->att, c->tmp, c->moe, c->rlogits,
-               c->probs, c->experts, c->weights, c->dropped, c->pos, c->abs_pos, c->seq_ids, c->etok,
-               c->eweight, c->ein, c->eg, c->eu, c->eout};
+               c->plogits, c->probs, c->experts, c->weights, c->dropped, c->pos, c->abs_pos, c->seq_ids, c->etok,
+               c->eweight, c->ein, c->eg, c->eu, c->eout, c->mla_a, c->mla_b, c->mla_c, c->inv_freq,
+               c->rope_cos, c->rope_sin};
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
   memset(c, 0, sizeof *c);
 }
 
 void eng_ctx_reset(eng_ctx *c) { c->n_past = 0; }
-
-/* op timing helpers: only read the clock when someone listens */
-/* Op timing granularity. TIME_FINE records every op (norms, qkv, rope, attention, output
- * projection, router, each expert, ...); TIME_COARSE, used for small batches (decode)
- * below record level full, records one "attention" span per layer (norm .. output
- * projection), "router" (norm + gate + policy), "experts" and "lm_head", so decode pays
- * for ~4 rows per layer instead of ~8 + E. */
-enum { TIME_OFF = 0, TIME_COARSE = 1, TIME_FINE = 2 };
-static int coarse_emits(int op) {
-  return op == PRB_OP_ATTN_OUT || op == PRB_OP_ROUTER || op == PRB_OP_LM_HEAD || op == PRB_OP_EXPERTS;
-}
-#define OP_BEGIN() uint64_t op_t0 = timed ? prb_now_ns() : 0
-#define OP_END(L_, OP_, E_) do { if (timed == TIME_FINE || (timed == TIME_COARSE && coarse_emits(OP_))) { \
-  uint64_t op_t1 = prb_now_ns(); \
-  c->probe.op(c->probe.ctx, bid, (L_), timed == TIME_COARSE && (OP_) == PRB_OP_ATTN_OUT ? PRB_OP_ATTENTION : (OP_), \
-              (E_), op_t0, op_t1, 0); op_t0 = op_t1; } } while (0)
-
-/* The MoE block for n tokens: h = normed input [n,H]; adds into out [n,H] (zeroed here). */
-static void moe_block(eng_ctx *c, int l, int n, int64_t bid, int timed) {
-  const eng_config *g = &c->m->cfg;
-  const eng_layer *ly = &c->m->layers[l];
-  const krn_backend *be = c->be;
-  int H = g->hidden, E = g->n_experts, I = g->intermediate, K = eng_policy_kmax(c->policy);
-  OP_BEGIN();
-  be->matmul(c->rlogits, c->h, ly->gate, NULL, n, H, E);
-  eng_route_out ro = {c->experts, c->weights, c->probs, c->dropped};
-  c->policy->route(c->policy, c->rlogits, NULL, n, &ro);
-  OP_END(l, PRB_OP_ROUTER, -1);
-  if (c->probe.route) {
-    prb_route_batch rb = {bid, l, n, K, E, c->seq_ids, c->abs_pos, c->experts, c->weights,
-                          c->probe.level >= PRB_LEVEL_FULL ? c->probs : NULL,
-                          c->probe.level >= PRB_LEVEL_FULL ? c->rlogits : NULL, c->dropped};
-    c->probe.route(c->probe.ctx, &rb);
-  }
-  memset(c->moe, 0, sizeof(float) * (size_t)n * H);
-  uint64_t t_all = timed ? prb_now_ns() : 0;
-  for (int e = 0; e < E; e++) {
-    /* gather the tokens routed to expert e, in token order */
-    int m = 0;
-    for (int t = 0; t < n; t++)
-      for (int j = 0; j < K; j++)
-        if (c->experts[t * K + j] == e) { c->etok[m] = t; c->eweight[m] = c->weights[t * K + j]; m++; }
-    if (m == 0) continue;
-    uint64_t te = timed == TIME_FINE ? prb_now_ns() : 0;
-    for (int i = 0; i < m; i++) memcpy(c->ein + (size_t)i * H, c->h + (size_t)c->etok[i] * H, sizeof(float) * H);
-    const eng_expert *x = &ly->experts[e];
-    be->matmul(c->eg, c->ein, x->w1, NULL, m, H, I);
-    be->matmul(c->eu, c->ein, x->w3, NULL, m, H, I);
-    be->swiglu(c->eg, c->eg, c->eu, (size_t)m * I);
-    be->matmul(c->eout, c->eg, x->w2, NULL, m, I, H);
-    for (int i = 0; i < m; i++) {
-      float *dst = c->moe + (size_t)c->etok[i] * H, w = c->eweight[i];
-      const float *src = c->eout + (size_t)i * H;
-      for (int d = 0; d < H; d++) dst[d] += w * src[d];
-    }
-    if (timed == TIME_FINE) c->probe.op(c->probe.ctx, bid, l, PRB_OP_EXPERT, e, te, prb_now_ns(), 0);
-  }
-  if (timed) c->probe.op(c->probe.ctx, bid, l, PRB_OP_EXPERTS, -1, t_all, prb_now_ns(), 0);
-}
 
 int64_t eng_forward(eng_ctx *c, const int *ids, int n, int want_logits, float *logits,
                     int seq_id, int abs_pos0, char *err, size_t errlen) {
@@ -139,35 +123,24 @@ int64_t eng_forward(eng_ctx *c, const int *ids, int n, int want_logits, float *l
   int64_t bid = c->next_batch_id++;
   int timed = c->probe.op == NULL || c->probe.level < PRB_LEVEL_COUNTS ? TIME_OFF
             : (c->probe.level >= PRB_LEVEL_FULL || n >= 16) ? TIME_FINE : TIME_COARSE;
-  int H = g->hidden, nh = g->n_heads, nkv = g->n_kv_heads, hd = g->head_dim;
-  int qd = nh * hd, kvd = nkv * hd, start = c->n_past;
+  int H = g->hidden, start = c->n_past;
   for (int t = 0; t < n; t++) { c->pos[t] = start + t; c->abs_pos[t] = abs_pos0 + t; c->seq_ids[t] = seq_id; }
+  if (c->rope_tables) {   /* cos/sin of this batch's positions (YaRN attention factor included) */
+    int half = g->rope_dim / 2;
+    for (int t = 0; t < n; t++)
+      for (int i = 0; i < half; i++) {
+        double a = (double)c->pos[t] * c->inv_freq[i];
+        c->rope_cos[(size_t)t * half + i] = (float)(cos(a) * g->rope_attn_factor);
+        c->rope_sin[(size_t)t * half + i] = (float)(sin(a) * g->rope_attn_factor);
+      }
+  }
 
   OP_BEGIN();
   for (int t = 0; t < n; t++) memcpy(c->x + (size_t)t * H, M->embed + (size_t)ids[t] * H, sizeof(float) * H);
   OP_END(-1, PRB_OP_EMBED, -1);
   for (int l = 0; l < g->n_layers; l++) {
-    const eng_layer *ly = &M->layers[l];
-    float *kc = c->kcache + (size_t)l * c->max_ctx * kvd, *vc = c->vcache + (size_t)l * c->max_ctx * kvd;
-    if (timed) op_t0 = prb_now_ns();
-    be->rmsnorm(c->h, c->x, ly->attn_norm, n, H, g->rms_eps);
-    OP_END(l, PRB_OP_ATTN_NORM, -1);
-    be->matmul(c->q, c->h, ly->q, NULL, n, H, qd);
-    be->matmul(kc + (size_t)start * kvd, c->h, ly->k, NULL, n, H, kvd);
-    be->matmul(vc + (size_t)start * kvd, c->h, ly->v, NULL, n, H, kvd);
-    OP_END(l, PRB_OP_QKV, -1);
-    be->rope(c->q, n, nh, hd, c->pos, g->rope_theta);
-    be->rope(kc + (size_t)start * kvd, n, nkv, hd, c->pos, g->rope_theta);
-    OP_END(l, PRB_OP_ROPE, -1);
-    be->attention(c->att, c->q, kc, vc, n, start, nh, nkv, hd);
-    OP_END(l, PRB_OP_ATTENTION, -1);
-    be->matmul(c->tmp, c->att, ly->o, NULL, n, qd, H);
-    for (size_t i = 0; i < (size_t)n * H; i++) c->x[i] += c->tmp[i];
-    OP_END(l, PRB_OP_ATTN_OUT, -1);
-    be->rmsnorm(c->h, c->x, ly->moe_norm, n, H, g->rms_eps);
-    OP_END(l, PRB_OP_MOE_NORM, -1);
-    moe_block(c, l, n, bid, timed);
-    for (size_t i = 0; i < (size_t)n * H; i++) c->x[i] += c->moe[i];
+    eng_attn_layer(c, l, n, start, bid, timed);
+    eng_ffn_layer(c, l, n, bid, timed);
   }
   c->n_past += n;
   if (want_logits != ENG_LOGITS_NONE) {

@@ -1,5 +1,9 @@
 /* eng_forward.h — the MoE forward pass over a batch of tokens with a KV cache.
  *
+ * One forward for every family: per layer the attention variant (eng_attn.c: GQA with the
+ * family's biases / qk-norm / RoPE / sliding window / sinks, or DeepSeek MLA) and the FFN
+ * (eng_moe.c: dense MLP, or router + policy + routed experts + shared expert).
+ *
  * eng_ctx holds what a forward needs besides the weights: the compute backend, the
  * router policy, the probe that observes routing and op timings, the KV cache and
  * scratch buffers. One call of eng_forward() = one "batch" (batch_id) in the trace:
@@ -24,9 +28,15 @@ typedef struct eng_ctx {
   int max_batch;          /* tokens per forward */
   int n_past;             /* tokens already in the KV cache */
   int64_t next_batch_id;
-  float *kcache, *vcache; /* [layers][max_ctx][n_kv*hd] */
+  float *kcache, *vcache; /* [layers][max_ctx][kdim] and [layers][max_ctx][vdim] */
+  int kdim, vdim;         /* floats per cached token per layer (MLA: per-head decompressed keys) */
+  /* RoPE tables: inv_freq[rope_dim/2] (YaRN-corrected), per batch cos/sin [max_batch][rope_dim/2] */
+  double *inv_freq;
+  float *rope_cos, *rope_sin;
+  int rope_tables;        /* 1 = rope through tables (YaRN, interleaved, partial), 0 = plain kernel */
   /* scratch */
   float *x, *h, *q, *k, *v, *att, *tmp, *moe, *rlogits, *eg, *eu, *ein, *eout;
+  float *mla_a, *mla_b, *mla_c, *plogits;
   int *experts, *dropped, *pos, *etok, *seq_ids, *abs_pos;
   float *weights, *probs, *eweight;
 } eng_ctx;

@@ -1,8 +1,11 @@
 /* eng_model.c — loads config + safetensors weights into an eng_model (see header).
- * Every tensor is looked up under each known name variant, its shape checked against
- * the config, and converted to float32. */
+ * Every tensor is looked up under each known name variant of every family, its shape
+ * checked against the config, and converted to float32. Per layer: attention (standard
+ * GQA with optional biases / qk-norm / sinks, or DeepSeek MLA), then the FFN (dense MLP,
+ * or router + routed experts + shared expert). */
 #include "engine/eng_util.h"
 #include "engine/eng_model.h"
+#include "engine/eng_gguf.h"
 #include "engine/eng_safetensors.h"
 
 #include <limits.h>
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct loader {
   eng_model *m;
@@ -25,7 +29,7 @@ static const char *tensor_file(loader *L, const eng_st_tensor *t) { return L->se
 static int check_shape(loader *L, const eng_st_tensor *t, int ndim, const int64_t *dims) {
   int ok = t->ndim == ndim;
   for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == dims[i];
-  if (ok && t->dtype != ENG_DT_F32 && t->dtype != ENG_DT_BF16 && t->dtype != ENG_DT_F16 && t->dtype != ENG_DT_F64)
+  if (ok && !eng_dtype_is_float(t->dtype))
     return eng_errf(L->err, L->errlen, "%s: tensor '%s' has dtype %s; weights must be F32, BF16 or F16",
                  tensor_file(L, t), t->name, eng_dtype_name(t->dtype));
   if (ok) return 0;
@@ -73,8 +77,67 @@ static int load_packed(loader *L, float **out, const eng_st_tensor *t, int e, in
   return 0;
 }
 
+
+/* Loads an optional tensor: absent -> *out = NULL, 0. */
+static int load_opt(loader *L, float **out, int64_t rows, int64_t cols, const char *name) {
+  *out = NULL;
+  if (!eng_st_find(&L->set, name)) return 0;
+  const char *names[] = {name, NULL};
+  return load_2d(L, out, rows, cols, names);
+}
+
+#define LNAME(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
+
+/* gpt-oss packed experts: gate_up_proj [E,H,2I] (x @ W, gate/up interleaved by column),
+ * gate_up_proj_bias [E,2I], down_proj [E,I,H], down_proj_bias [E,H]; transposed here to
+ * the engine's [out,in] rows with gate (even columns) and up (odd columns) split. */
+static int load_experts_oai(loader *L, eng_layer *ly, int l) {
+  const eng_config *c = &L->m->cfg;
+  int64_t H = c->hidden, I = c->intermediate, E = c->n_experts;
+  char n[4][256];
+  const char *suf[4] = {"gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_bias"};
+  const eng_st_tensor *t[4];
+  for (int j = 0; j < 4; j++) {
+    t[j] = eng_st_find(&L->set, LNAME(n[j], "model.layers.%d.mlp.experts.%s", l, suf[j]));
+    if (!t[j]) return eng_errf(L->err, L->errlen, "%s: missing tensor '%s'", L->set.paths[0], n[j]);
+  }
+  int64_t d0[3] = {E, H, 2 * I}, d1[2] = {E, 2 * I}, d2[3] = {E, I, H}, d3[2] = {E, H};
+  if (check_shape(L, t[0], 3, d0) || check_shape(L, t[1], 2, d1) || check_shape(L, t[2], 3, d2) ||
+      check_shape(L, t[3], 2, d3))
+    return -1;
+  float *tmp = malloc(sizeof(float) * (size_t)(H * 2 * I));
+  if (!tmp) return eng_errf(L->err, L->errlen, "out of memory loading '%s'", n[0]);
+  for (int e = 0; e < E; e++) {
+    eng_expert *x = &ly->experts[e];
+    x->w1 = malloc(sizeof(float) * (size_t)(I * H)); x->w3 = malloc(sizeof(float) * (size_t)(I * H));
+    x->w2 = malloc(sizeof(float) * (size_t)(H * I)); x->b1 = malloc(sizeof(float) * (size_t)I);
+    x->b3 = malloc(sizeof(float) * (size_t)I); x->b2 = malloc(sizeof(float) * (size_t)H);
+    if (!x->w1 || !x->w3 || !x->w2 || !x->b1 || !x->b3 || !x->b2) { free(tmp); return eng_errf(L->err, L->errlen, "out of memory"); }
+    size_t es = eng_dtype_size(t[0]->dtype);
+    eng_dt_to_f32(tmp, t[0]->data + (size_t)e * H * 2 * I * es, t[0]->dtype, H * 2 * I);
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t i = 0; i < I; i++) {
+        x->w1[i * H + h] = tmp[h * 2 * I + 2 * i];
+        x->w3[i * H + h] = tmp[h * 2 * I + 2 * i + 1];
+      }
+    eng_dt_to_f32(tmp, t[1]->data + (size_t)e * 2 * I * eng_dtype_size(t[1]->dtype), t[1]->dtype, 2 * I);
+    for (int64_t i = 0; i < I; i++) { x->b1[i] = tmp[2 * i]; x->b3[i] = tmp[2 * i + 1]; }
+    eng_dt_to_f32(tmp, t[2]->data + (size_t)e * I * H * eng_dtype_size(t[2]->dtype), t[2]->dtype, I * H);
+    for (int64_t i = 0; i < I; i++)
+      for (int64_t h = 0; h < H; h++) x->w2[h * I + i] = tmp[i * H + h];
+    eng_dt_to_f32(x->b2, t[3]->data + (size_t)e * H * eng_dtype_size(t[3]->dtype), t[3]->dtype, H);
+  }
+  free(tmp);
+  for (int j = 0; j < 4; j++) {
+    L->dt_count[t[j]->dtype] += (size_t)eng_st_numel(t[j]);
+    L->m->n_params += (size_t)eng_st_numel(t[j]);
+  }
+  return 0;
+}
+
 static int load_experts(loader *L, eng_layer *ly, int l) {
   const eng_config *c = &L->m->cfg;
+  if (c->family == ENG_FAM_GPT_OSS) return load_experts_oai(L, ly, l);
   int64_t H = c->hidden, I = c->intermediate, E = c->n_experts;
   char n1[256], n2[256];
   snprintf(n1, sizeof n1, "model.layers.%d.mlp.experts.gate_up_proj", l);
@@ -103,8 +166,115 @@ static int load_experts(loader *L, eng_layer *ly, int l) {
     for (int j = 0; j < 3; j++) {
       snprintf(a, sizeof a, "model.layers.%d.block_sparse_moe.experts.%d.%s.weight", l, e, w[j]);
       snprintf(b, sizeof b, "model.layers.%d.mlp.experts.%d.%s.weight", l, e, alt[j]);
-      const char *names[] = {a, b, NULL};
+      const char *names[] = {c->family == ENG_FAM_MIXTRAL ? a : b, c->family == ENG_FAM_MIXTRAL ? b : a, NULL};
       if (load_2d(L, dst[j], j == 2 ? H : I, j == 2 ? I : H, names)) return -1;
+    }
+  }
+  return 0;
+}
+
+/* A SwiGLU MLP under prefix (gate_proj / up_proj / down_proj) of width I. */
+static int load_mlp(loader *L, eng_expert *x, const char *prefix, int64_t I) {
+  int64_t H = L->m->cfg.hidden;
+  char n[3][256];
+  const char *names0[] = {LNAME(n[0], "%sgate_proj.weight", prefix), NULL};
+  const char *names1[] = {LNAME(n[1], "%sup_proj.weight", prefix), NULL};
+  const char *names2[] = {LNAME(n[2], "%sdown_proj.weight", prefix), NULL};
+  return load_2d(L, &x->w1, I, H, names0) || load_2d(L, &x->w3, I, H, names1) || load_2d(L, &x->w2, H, I, names2) ? -1 : 0;
+}
+
+static int load_attention(loader *L, eng_layer *ly, const char *p) {
+  const eng_config *c = &L->m->cfg;
+  int64_t H = c->hidden, nh = c->n_heads, hd = c->head_dim;
+  char n[256];
+  if (c->mla) {
+    int64_t qk = c->qk_nope_dim + c->qk_rope_dim, kvr = c->kv_lora_rank, qr = c->q_lora_rank;
+    if (qr > 0) {
+      const char *a[] = {LNAME(n, "%sself_attn.q_a_proj.weight", p), NULL};
+      if (load_2d(L, &ly->q_a, qr, H, a)) return -1;
+      if (load_opt(L, &ly->b_q_a, qr, 0, LNAME(n, "%sself_attn.q_a_proj.bias", p))) return -1;
+      const char *b[] = {LNAME(n, "%sself_attn.q_a_layernorm.weight", p), NULL};
+      if (load_2d(L, &ly->q_a_norm, qr, 0, b)) return -1;
+      const char *d[] = {LNAME(n, "%sself_attn.q_b_proj.weight", p), NULL};
+      if (load_2d(L, &ly->q_b, nh * qk, qr, d)) return -1;
+    } else {
+      const char *a[] = {LNAME(n, "%sself_attn.q_proj.weight", p), NULL};
+      if (load_2d(L, &ly->q, nh * qk, H, a)) return -1;
+    }
+    const char *k1[] = {LNAME(n, "%sself_attn.kv_a_proj_with_mqa.weight", p), NULL};
+    if (load_2d(L, &ly->kv_a, kvr + c->qk_rope_dim, H, k1)) return -1;
+    if (load_opt(L, &ly->b_kv_a, kvr + c->qk_rope_dim, 0, LNAME(n, "%sself_attn.kv_a_proj_with_mqa.bias", p))) return -1;
+    const char *k2[] = {LNAME(n, "%sself_attn.kv_a_layernorm.weight", p), NULL};
+    if (load_2d(L, &ly->kv_a_norm, kvr, 0, k2)) return -1;
+    const char *k3[] = {LNAME(n, "%sself_attn.kv_b_proj.weight", p), NULL};
+    if (load_2d(L, &ly->kv_b, nh * (c->qk_nope_dim + c->v_head_dim), kvr, k3)) return -1;
+    const char *o[] = {LNAME(n, "%sself_attn.o_proj.weight", p), NULL};
+    if (load_2d(L, &ly->o, H, nh * c->v_head_dim, o)) return -1;
+    return load_opt(L, &ly->bo, H, 0, LNAME(n, "%sself_attn.o_proj.bias", p));
+  }
+  int64_t qd = nh * hd, kvd = (int64_t)c->n_kv_heads * hd;
+  const char *pr[4] = {"q_proj", "k_proj", "v_proj", "o_proj"};
+  float **w[4] = {&ly->q, &ly->k, &ly->v, &ly->o}, **bias[4] = {&ly->bq, &ly->bk, &ly->bv, &ly->bo};
+  int64_t rows[4] = {qd, kvd, kvd, H}, cols[4] = {H, H, H, qd};
+  for (int j = 0; j < 4; j++) {
+    const char *names[] = {LNAME(n, "%sself_attn.%s.weight", p, pr[j]), NULL};
+    if (load_2d(L, w[j], rows[j], cols[j], names)) return -1;
+    if ((j < 3 ? c->qkv_bias : c->o_bias)) {
+      const char *bn[] = {LNAME(n, "%sself_attn.%s.bias", p, pr[j]), NULL};
+      if (load_2d(L, bias[j], rows[j], 0, bn)) return -1;
+    }
+  }
+  if (c->qk_norm) {
+    int full = c->qk_norm == ENG_QKNORM_FULL;
+    const char *qn[] = {LNAME(n, "%sself_attn.q_norm.weight", p), NULL};
+    if (load_2d(L, &ly->q_norm, full ? qd : hd, 0, qn)) return -1;
+    const char *kn[] = {LNAME(n, "%sself_attn.k_norm.weight", p), NULL};
+    if (load_2d(L, &ly->k_norm, full ? kvd : hd, 0, kn)) return -1;
+  }
+  if (c->attn_sinks) {
+    const char *sn[] = {LNAME(n, "%sself_attn.sinks", p), NULL};
+    if (load_2d(L, &ly->sinks, nh, 0, sn)) return -1;
+  }
+  return 0;
+}
+
+static int load_ffn(loader *L, eng_layer *ly, int l, const char *p) {
+  const eng_config *c = &L->m->cfg;
+  int64_t H = c->hidden, E = c->n_experts;
+  char n[256], alt[256], alt2[256];
+  if (!c->moe_layer[l]) return load_mlp(L, &ly->dense, LNAME(n, "%smlp.", p), c->dense_intermediate);
+  int G = c->router.kind == ENG_ROUTER_HIER ? c->router.n_group : 0;
+  const char *gn[] = {LNAME(n, "%sblock_sparse_moe.gate.weight", p), LNAME(alt, "%smlp.gate.weight", p),
+                      LNAME(alt2, "%smlp.router.weight", p), NULL};
+  if (c->family != ENG_FAM_MIXTRAL) { gn[0] = alt; gn[1] = alt2; gn[2] = n; }
+  if (load_2d(L, &ly->gate, E, H, gn)) return -1;
+  if (G) {   /* hierarchical: group gate rows appended after the expert rows */
+    float *gg = NULL;
+    const char *ggn[] = {LNAME(n, "%sblock_sparse_moe.group_gate.weight", p), NULL};
+    if (load_2d(L, &gg, G, H, ggn)) return -1;
+    float *both = realloc(ly->gate, sizeof(float) * (size_t)((E + G) * H));
+    if (!both) { free(gg); return eng_errf(L->err, L->errlen, "out of memory"); }
+    memcpy(both + E * H, gg, sizeof(float) * (size_t)(G * H));
+    free(gg);
+    ly->gate = both;
+  }
+  if (c->router_bias) {
+    const char *bn[] = {LNAME(n, "%smlp.router.bias", p), NULL};
+    if (load_2d(L, &ly->gate_bias, E, 0, bn)) return -1;
+  }
+  if (c->router.kind == ENG_ROUTER_SIGMOID_GROUP &&
+      load_opt(L, &ly->score_bias, E, 0, LNAME(n, "%smlp.gate.e_score_correction_bias", p)))
+    return -1;
+  ly->experts = calloc((size_t)E, sizeof(eng_expert));
+  if (!ly->experts) return eng_errf(L->err, L->errlen, "out of memory");
+  if (load_experts(L, ly, l)) return -1;
+  if (c->shared_intermediate > 0) {
+    int qwen = c->family == ENG_FAM_QWEN2_MOE;
+    if (load_mlp(L, &ly->shared, LNAME(n, "%smlp.%s.", p, qwen ? "shared_expert" : "shared_experts"), c->shared_intermediate))
+      return -1;
+    if (c->shared_gated) {
+      const char *sg[] = {LNAME(n, "%smlp.shared_expert_gate.weight", p), NULL};
+      if (load_2d(L, &ly->shared_gate, 1, H, sg)) return -1;
     }
   }
   return 0;
@@ -123,74 +293,99 @@ static int sha256_files(loader *L) {
   return 0;
 }
 
-int eng_model_load(eng_model *m, const char *dir, char *err, size_t errlen) {
-  memset(m, 0, sizeof *m);
-  snprintf(m->dir, sizeof m->dir, "%s", dir);
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/config.json", dir);
-  if (eng_config_load(&m->cfg, path, err, errlen)) return -1;
+static int load_from_set(eng_model *m, loader *L) {
   const eng_config *c = &m->cfg;
-  loader L = {.m = m, .err = err, .errlen = errlen};
-  if (eng_st_open_dir(&L.set, dir, err, errlen)) return -1;
-  int64_t H = c->hidden, V = c->vocab, E = c->n_experts;
-  int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+  char *err = L->err;
+  size_t errlen = L->errlen;
+  int64_t H = c->hidden, V = c->vocab;
   int rc = 0;
   {
     const char *ne[] = {"model.embed_tokens.weight", NULL};
     const char *nn[] = {"model.norm.weight", NULL};
     const char *nl[] = {"lm_head.weight", NULL};
-    if ((rc = load_2d(&L, &m->embed, V, H, ne)) || (rc = load_2d(&L, &m->final_norm, H, 0, nn))) goto done;
-    if (c->tie_embeddings && !eng_st_find(&L.set, "lm_head.weight")) m->lm_head = NULL;
-    else if ((rc = load_2d(&L, &m->lm_head, V, H, nl))) goto done;
+    if ((rc = load_2d(L, &m->embed, V, H, ne)) || (rc = load_2d(L, &m->final_norm, H, 0, nn))) return rc;
+    if (c->tie_embeddings && !eng_st_find(&L->set, "lm_head.weight")) m->lm_head = NULL;
+    else if ((rc = load_2d(L, &m->lm_head, V, H, nl))) return rc;
   }
   m->layers = calloc((size_t)c->n_layers, sizeof(eng_layer));
-  if (!m->layers) { rc = eng_errf(err, errlen, "out of memory"); goto done; }
+  if (!m->layers) return eng_errf(err, errlen, "out of memory");
   for (int l = 0; l < c->n_layers && rc == 0; l++) {
     eng_layer *ly = &m->layers[l];
-    char p[128], n[7][256], alt[256];
+    char p[128], n[256];
     snprintf(p, sizeof p, "model.layers.%d.", l);
-    const char *suffix[7] = {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
-                             "self_attn.v_proj.weight", "self_attn.o_proj.weight",
-                             "post_attention_layernorm.weight", "block_sparse_moe.gate.weight"};
-    float **dst[7] = {&ly->attn_norm, &ly->q, &ly->k, &ly->v, &ly->o, &ly->moe_norm, &ly->gate};
-    int64_t rows[7] = {H, qd, kvd, kvd, H, H, E}, cols[7] = {0, H, H, H, qd, 0, H};
-    for (int j = 0; j < 7 && rc == 0; j++) {
-      snprintf(n[j], sizeof n[j], "%s%s", p, suffix[j]);
-      snprintf(alt, sizeof alt, "%smlp.gate.weight", p);
-      const char *names[] = {n[j], j == 6 ? alt : NULL, NULL};
-      rc = load_2d(&L, dst[j], rows[j], cols[j], names);
-    }
-    if (rc) break;
-    ly->experts = calloc((size_t)E, sizeof(eng_expert));
-    if (!ly->experts) { rc = eng_errf(err, errlen, "out of memory"); break; }
-    rc = load_experts(&L, ly, l);
+    const char *a[] = {LNAME(n, "%sinput_layernorm.weight", p), NULL};
+    if ((rc = load_2d(L, &ly->attn_norm, H, 0, a))) break;
+    const char *b[] = {LNAME(n, "%spost_attention_layernorm.weight", p), NULL};
+    if ((rc = load_2d(L, &ly->moe_norm, H, 0, b))) break;
+    if ((rc = load_attention(L, ly, p))) break;
+    rc = load_ffn(L, ly, l, p);
   }
-  if (rc) goto done;
-  {
-    size_t best = 0;
-    for (int d = 0; d < ENG_DT_COUNT; d++)
-      if (L.dt_count[d] > best) { best = L.dt_count[d]; snprintf(m->dtype, sizeof m->dtype, "%s", eng_dtype_name(d)); }
-    size_t per_expert = (size_t)3 * c->hidden * c->intermediate;
-    m->n_active_params = m->n_params - (size_t)c->n_layers * (size_t)(c->n_experts - c->top_k) * per_expert;
-    sha256_files(&L);
+  if (rc) return rc;
+  size_t best = 0;
+  for (int d = 0; d < ENG_DT_COUNT; d++)
+    if (L->dt_count[d] > best) { best = L->dt_count[d]; snprintf(m->dtype, sizeof m->dtype, "%s", eng_dtype_name(d)); }
+  size_t per_expert = (size_t)3 * c->hidden * c->intermediate;
+  if (c->expert_bias) per_expert += (size_t)2 * c->intermediate + (size_t)c->hidden;
+  m->n_active_params = m->n_params;
+  for (int l = 0; l < c->n_layers; l++)
+    if (c->moe_layer[l]) m->n_active_params -= (size_t)(c->n_experts - c->top_k) * per_expert;
+  return 0;
+}
+
+int eng_model_load(eng_model *m, const char *dir, char *err, size_t errlen) {
+  size_t dn = strlen(dir);
+  if (dn > 5 && !strcasecmp(dir + dn - 5, ".gguf")) { /* a GGUF file: HF-named tensors + config from its metadata */
+    eng_st_set set;
+    char *cfg = NULL;
+    if (eng_gguf_model_source(dir, &set, &cfg, err, errlen)) return -1;
+    int rc = eng_model_load_set(m, dir, cfg, &set, err, errlen);
+    free(cfg);
+    eng_st_close(&set);
+    return rc;
   }
-done:
+  memset(m, 0, sizeof *m);
+  snprintf(m->dir, sizeof m->dir, "%s", dir);
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  if (eng_config_load(&m->cfg, path, err, errlen)) return -1;
+  loader L = {.m = m, .err = err, .errlen = errlen};
+  if (eng_st_open_dir(&L.set, dir, err, errlen)) return -1;
+  int rc = load_from_set(m, &L);
+  if (!rc) sha256_files(&L);
   eng_st_close(&L.set);
   if (rc) eng_model_free(m);
   return rc;
+}
+
+int eng_model_load_set(eng_model *m, const char *label, const char *config_json, eng_st_set *set, char *err,
+                       size_t errlen) {
+  memset(m, 0, sizeof *m);
+  snprintf(m->dir, sizeof m->dir, "%s", label);
+  if (eng_config_parse(&m->cfg, config_json, label, err, errlen)) return -1;
+  loader L = {.m = m, .err = err, .errlen = errlen, .set = *set};
+  int rc = load_from_set(m, &L);
+  if (!rc) sha256_files(&L);
+  if (rc) eng_model_free(m);
+  return rc;
+}
+
+static void free_expert(eng_expert *x) {
+  free(x->w1); free(x->w3); free(x->w2); free(x->b1); free(x->b3); free(x->b2);
 }
 
 void eng_model_free(eng_model *m) {
   if (m->layers) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
       eng_layer *ly = &m->layers[l];
-      free(ly->attn_norm); free(ly->q); free(ly->k); free(ly->v); free(ly->o);
-      free(ly->moe_norm); free(ly->gate);
+      void *p[] = {ly->attn_norm, ly->q, ly->k, ly->v, ly->o, ly->bq, ly->bk, ly->bv, ly->bo, ly->q_norm, ly->k_norm,
+                   ly->sinks, ly->q_a, ly->q_a_norm, ly->q_b, ly->kv_a, ly->kv_a_norm, ly->kv_b, ly->b_q_a, ly->b_kv_a,
+                   ly->moe_norm, ly->gate, ly->gate_bias, ly->score_bias, ly->shared_gate};
+      for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
       if (ly->experts)
-        for (int e = 0; e < m->cfg.n_experts; e++) {
-          free(ly->experts[e].w1); free(ly->experts[e].w3); free(ly->experts[e].w2);
-        }
+        for (int e = 0; e < m->cfg.n_experts; e++) free_expert(&ly->experts[e]);
       free(ly->experts);
+      free_expert(&ly->dense);
+      free_expert(&ly->shared);
     }
     free(m->layers);
   }

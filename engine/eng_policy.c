@@ -1,5 +1,7 @@
-/* eng_policy.c — router policies (see header). Step 1: the softmax top-k family
- * (Mixtral: softmax over all E, top-k, renormalise). */
+/* eng_policy.c — router policies (see header): the native router of every family
+ * (softmax top-k with/without renormalisation, DeepSeek-V2 group-limited greedy, DeepSeek-V3
+ * sigmoid + bias + groups, gpt-oss top-k then softmax) and the synthetic Switch (capacity)
+ * and hierarchical routers, plus the --route overrides. */
 #include "engine/eng_util.h"
 #include "engine/eng_policy.h"
 
@@ -20,24 +22,167 @@ void eng_topk(const float *v, int n, int k, int *idx) {
   }
 }
 
+static void softmax_row(const float *z, int E, float *pr) {
+  float mx = -INFINITY, s = 0;
+  for (int e = 0; e < E; e++) if (z[e] > mx) mx = z[e];
+  for (int e = 0; e < E; e++) { pr[e] = expf(z[e] - mx); s += pr[e]; }
+  for (int e = 0; e < E; e++) pr[e] /= s;
+}
+
 static int softmax_topk_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
   (void)ids;
-  int E = p->n_experts, k = p->k;
+  int E = p->n_experts, k = p->k, S = p->logit_stride;
   for (int e = 0; e < E; e++) o->dropped[e] = 0;
   for (int t = 0; t < n; t++) {
-    const float *z = logits + (size_t)t * E;
     float *pr = o->probs + (size_t)t * E;
-    float mx = -INFINITY, s = 0;
-    for (int e = 0; e < E; e++) if (z[e] > mx) mx = z[e];
-    for (int e = 0; e < E; e++) { pr[e] = expf(z[e] - mx); s += pr[e]; }
-    for (int e = 0; e < E; e++) pr[e] /= s;
+    softmax_row(logits + (size_t)t * S, E, pr);
     int *ex = o->experts + (size_t)t * k;
     float *w = o->weights + (size_t)t * k;
     eng_topk(pr, E, k, ex);
     float sum = 0;
     for (int j = 0; j < k; j++) sum += pr[ex[j]];
     for (int j = 0; j < k; j++) w[j] = p->renorm ? pr[ex[j]] / sum : pr[ex[j]];
+    if (p->rc.scale != 1.0f) for (int j = 0; j < k; j++) w[j] *= p->rc.scale;
   }
+  return 0;
+}
+
+/* Keeps the topk_group best groups of gs[G] (ties to the lower group) and zeroes the
+ * selection scores of the experts outside them (HF masked_fill(..., 0.0)). */
+static void mask_groups(float *sel, const float *gs, int E, int G, int tg, int *gidx) {
+  eng_topk(gs, G, tg, gidx);
+  int per = E / G;
+  for (int g = 0; g < G; g++) {
+    int keep = 0;
+    for (int j = 0; j < tg; j++) keep |= gidx[j] == g;
+    if (!keep) for (int e = g * per; e < (g + 1) * per; e++) sel[e] = 0.0f;
+  }
+}
+
+static int group_limited_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
+  (void)ids;
+  int E = p->n_experts, k = p->k, G = p->rc.n_group, per = E / G, S = p->logit_stride;
+  float *sel = malloc(sizeof(float) * (size_t)(E + G));
+  int *gidx = malloc(sizeof(int) * (size_t)G);
+  if (!sel || !gidx) { free(sel); free(gidx); return -1; }
+  float *gs = sel + E;
+  for (int e = 0; e < E; e++) o->dropped[e] = 0;
+  for (int t = 0; t < n; t++) {
+    float *pr = o->probs + (size_t)t * E;
+    softmax_row(logits + (size_t)t * S, E, pr);
+    for (int g = 0; g < G; g++) {
+      float m = -INFINITY;
+      for (int e = g * per; e < (g + 1) * per; e++) if (pr[e] > m) m = pr[e];
+      gs[g] = m;
+    }
+    memcpy(sel, pr, sizeof(float) * (size_t)E);
+    mask_groups(sel, gs, E, G, p->rc.topk_group, gidx);
+    int *ex = o->experts + (size_t)t * k;
+    float *w = o->weights + (size_t)t * k;
+    eng_topk(sel, E, k, ex);
+    for (int j = 0; j < k; j++) w[j] = pr[ex[j]] * p->rc.scale;
+  }
+  free(sel); free(gidx);
+  return 0;
+}
+
+static int sigmoid_group_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
+  (void)ids;
+  int E = p->n_experts, k = p->k, G = p->rc.n_group, per = E / G, S = p->logit_stride;
+  float *sel = malloc(sizeof(float) * (size_t)(E + G));
+  int *gidx = malloc(sizeof(int) * (size_t)G);
+  if (!sel || !gidx) { free(sel); free(gidx); return -1; }
+  float *gs = sel + E;
+  for (int e = 0; e < E; e++) o->dropped[e] = 0;
+  for (int t = 0; t < n; t++) {
+    const float *z = logits + (size_t)t * S;
+    float *sc = o->probs + (size_t)t * E;
+    for (int e = 0; e < E; e++) {
+      sc[e] = 1.0f / (1.0f + expf(-z[e]));
+      sel[e] = sc[e] + (p->sel_bias ? p->sel_bias[e] : 0.0f);
+    }
+    for (int g = 0; g < G; g++) {       /* sum of the group's two best biased scores */
+      int top2[2];
+      eng_topk(sel + g * per, per, per >= 2 ? 2 : 1, top2);
+      gs[g] = sel[g * per + top2[0]] + (per >= 2 ? sel[g * per + top2[1]] : 0.0f);
+    }
+    mask_groups(sel, gs, E, G, p->rc.topk_group, gidx);
+    int *ex = o->experts + (size_t)t * k;
+    float *w = o->weights + (size_t)t * k;
+    eng_topk(sel, E, k, ex);
+    float sum = 0;
+    for (int j = 0; j < k; j++) { w[j] = sc[ex[j]]; sum += w[j]; }
+    if (p->renorm) for (int j = 0; j < k; j++) w[j] /= (sum + 1e-20f);
+    for (int j = 0; j < k; j++) w[j] *= p->rc.scale;
+  }
+  free(sel); free(gidx);
+  return 0;
+}
+
+static int topk_softmax_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
+  (void)ids;
+  int E = p->n_experts, k = p->k, S = p->logit_stride;
+  for (int e = 0; e < E; e++) o->dropped[e] = 0;
+  for (int t = 0; t < n; t++) {
+    const float *z = logits + (size_t)t * S;
+    softmax_row(z, E, o->probs + (size_t)t * E);   /* recorded scores: softmax over all E */
+    int *ex = o->experts + (size_t)t * k;
+    float *w = o->weights + (size_t)t * k;
+    eng_topk(z, E, k, ex);
+    float mx = z[ex[0]], s = 0;
+    for (int j = 0; j < k; j++) { w[j] = expf(z[ex[j]] - mx); s += w[j]; }
+    for (int j = 0; j < k; j++) w[j] /= s;
+  }
+  return 0;
+}
+
+static int switch_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
+  (void)ids;
+  int E = p->n_experts, k = p->k, S = p->logit_stride;
+  int cap = (int)ceil((double)p->rc.capacity_factor * n / E);
+  if (cap < 1) cap = 1;
+  int *load = calloc((size_t)E, sizeof(int));
+  if (!load) return -1;
+  for (int e = 0; e < E; e++) o->dropped[e] = 0;
+  for (int t = 0; t < n; t++) {
+    float *pr = o->probs + (size_t)t * E;
+    softmax_row(logits + (size_t)t * S, E, pr);
+    int *ex = o->experts + (size_t)t * k;
+    float *w = o->weights + (size_t)t * k;
+    for (int j = 0; j < k; j++) { ex[j] = -1; w[j] = 0; }
+    int best;
+    eng_topk(pr, E, 1, &best);
+    if (load[best] < cap) { load[best]++; ex[0] = best; w[0] = pr[best]; }
+    else o->dropped[best]++;
+  }
+  free(load);
+  return 0;
+}
+
+static int hier_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
+  (void)ids;
+  int E = p->n_experts, k = p->k, G = p->rc.n_group, per = E / G, S = p->logit_stride;
+  float *pg = malloc(sizeof(float) * (size_t)(G + per));
+  if (!pg) return -1;
+  float *pe = pg + G;
+  for (int e = 0; e < E; e++) o->dropped[e] = 0;
+  for (int t = 0; t < n; t++) {
+    const float *z = logits + (size_t)t * S;
+    float *pr = o->probs + (size_t)t * E;
+    softmax_row(z + E, G, pg);
+    int g;
+    eng_topk(pg, G, 1, &g);
+    for (int gg = 0; gg < G; gg++) {           /* joint probability p(group) * p(expert | group) */
+      softmax_row(z + gg * per, per, pe);
+      for (int i = 0; i < per; i++) pr[gg * per + i] = pg[gg] * pe[i];
+    }
+    softmax_row(z + g * per, per, pe);
+    int *ex = o->experts + (size_t)t * k;
+    float *w = o->weights + (size_t)t * k;
+    eng_topk(pe, per, k, ex);
+    for (int j = 0; j < k; j++) { w[j] = pg[g] * pe[ex[j]]; ex[j] += g * per; }
+  }
+  free(pg);
   return 0;
 }
 
@@ -65,6 +210,61 @@ static int parse_kv(const char *args, const char *const *keys, int *vals, int nk
   return 0;
 }
 
+const char *eng_router_kind_name(eng_router_kind k) {
+  static const char *names[] = {"softmax_topk", "group_limited_greedy", "sigmoid_group_bias", "topk_softmax",
+                                "switch_capacity", "hierarchical"};
+  return (unsigned)k < ENG_ROUTER_COUNT ? names[k] : "?";
+}
+
+static void set_native(eng_policy *p, const eng_router_cfg *rc) {
+  static int (*const fns[])(eng_policy *, const float *, const int *, int, eng_route_out *) = {
+    softmax_topk_route, group_limited_route, sigmoid_group_route, topk_softmax_route, switch_route, hier_route};
+  p->rc = *rc;
+  if (p->rc.scale == 0) p->rc.scale = 1.0f;
+  p->n_experts = rc->n_experts;
+  p->k = rc->k;
+  p->renorm = rc->renorm;
+  p->route = fns[rc->kind];
+  p->logit_stride = rc->n_experts + (rc->kind == ENG_ROUTER_HIER ? rc->n_group : 0);
+  switch (rc->kind) {
+  case ENG_ROUTER_SOFTMAX_TOPK:
+    if (p->rc.scale != 1.0f)
+      snprintf(p->spec, sizeof p->spec, "native(softmax,topk:k=%d,renorm=%d,scale=%g)", p->k, p->renorm, (double)p->rc.scale);
+    else snprintf(p->spec, sizeof p->spec, "native(softmax,topk:k=%d,renorm=%d)", p->k, p->renorm);
+    break;
+  case ENG_ROUTER_GROUP_LIMITED:
+    snprintf(p->spec, sizeof p->spec, "native(softmax,group_limited_greedy:k=%d,groups=%d,topk_group=%d,scale=%g)",
+             p->k, rc->n_group, rc->topk_group, (double)p->rc.scale);
+    break;
+  case ENG_ROUTER_SIGMOID_GROUP:
+    snprintf(p->spec, sizeof p->spec, "native(sigmoid+bias,group_top2:k=%d,groups=%d,topk_group=%d,renorm=%d,scale=%g)",
+             p->k, rc->n_group, rc->topk_group, p->renorm, (double)p->rc.scale);
+    break;
+  case ENG_ROUTER_TOPK_SOFTMAX: snprintf(p->spec, sizeof p->spec, "native(topk_logits:k=%d,softmax_over_k)", p->k); break;
+  case ENG_ROUTER_SWITCH:
+    snprintf(p->spec, sizeof p->spec, "native(switch:k=1,capacity_factor=%g)", (double)rc->capacity_factor);
+    break;
+  default:
+    snprintf(p->spec, sizeof p->spec, "native(hierarchical:groups=%d,k=%d)", rc->n_group, p->k);
+    break;
+  }
+}
+
+int eng_policy_bind(eng_policy *p, const eng_router_cfg *rc) {
+  p->logit_stride = rc->n_experts + (rc->kind == ENG_ROUTER_HIER ? rc->n_group : 0);
+  if (!p->native) return 0;
+  if (rc->k > p->k) return -1;
+  set_native(p, rc);
+  return 0;
+}
+
+int eng_policy_create_cfg(eng_policy **out, const char *spec, const eng_router_cfg *native, char *err, size_t errlen) {
+  if (eng_policy_create(out, spec, native->n_experts, native->k, native->renorm, err, errlen)) return -1;
+  if ((*out)->native) set_native(*out, native);
+  else (*out)->logit_stride = native->n_experts + (native->kind == ENG_ROUTER_HIER ? native->n_group : 0);
+  return 0;
+}
+
 int eng_policy_create(eng_policy **out, const char *spec, int E, int k_native, int renorm_native,
                       char *err, size_t errlen) {
   *out = NULL;
@@ -76,7 +276,10 @@ int eng_policy_create(eng_policy **out, const char *spec, int E, int k_native, i
   p->renorm = renorm_native;
   p->route = softmax_topk_route;
   p->free = plain_free;
+  p->logit_stride = E;
+  p->rc = (eng_router_cfg){ENG_ROUTER_SOFTMAX_TOPK, E, k_native, renorm_native, 1, 1, 1.0f, 1.0f};
   if (!strcmp(spec, "native")) {
+    p->native = 1;
     snprintf(p->spec, sizeof p->spec, "native(softmax,topk:k=%d,renorm=%d)", p->k, p->renorm);
   } else if (!strncmp(spec, "topk", 4) && (spec[4] == 0 || spec[4] == ':')) {
     const char *keys[] = {"k", "renorm"};
@@ -86,6 +289,8 @@ int eng_policy_create(eng_policy **out, const char *spec, int E, int k_native, i
     if (vals[1] != 0 && vals[1] != 1) { free(p); return eng_errf(err, errlen, "--route: renorm must be 0 or 1"); }
     p->k = vals[0];
     p->renorm = vals[1];
+    p->rc.k = p->k;
+    p->rc.renorm = p->renorm;
     snprintf(p->spec, sizeof p->spec, "topk:k=%d,renorm=%d,score=softmax", p->k, p->renorm);
   } else {
     free(p);

@@ -1,11 +1,13 @@
 /* eng_safetensors.c — validating, mmap-based safetensors reader (see header). */
 #include "engine/eng_util.h"
 #include "engine/eng_safetensors.h"
+#include "engine/eng_st_write.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +16,38 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *dt_names[ENG_DT_COUNT] = {"F32", "F16", "BF16", "F64", "I64", "I32", "I8", "U8", "BOOL"};
-static const size_t dt_sizes[ENG_DT_COUNT] = {4, 2, 2, 8, 8, 4, 1, 1, 1};
+static const char *dt_names[ENG_DT_COUNT] = {"F32", "F16", "BF16", "F64", "I64", "I32", "I8", "U8", "BOOL",
+                                              "Q8_0", "Q4_0"};
+static const size_t dt_sizes[ENG_DT_COUNT] = {4, 2, 2, 8, 8, 4, 1, 1, 1, 0, 0};
 
 const char *eng_dtype_name(int dt) { return dt >= 0 && dt < ENG_DT_COUNT ? dt_names[dt] : "?"; }
 size_t eng_dtype_size(int dt) { return dt >= 0 && dt < ENG_DT_COUNT ? dt_sizes[dt] : 0; }
+
+int eng_dtype_block(int dt, size_t *block_bytes) {
+  size_t bb = dt == ENG_DT_Q8_0 ? 34 : dt == ENG_DT_Q4_0 ? 18 : eng_dtype_size(dt);
+  if (block_bytes) *block_bytes = bb;
+  return dt == ENG_DT_Q8_0 || dt == ENG_DT_Q4_0 ? 32 : 1;
+}
+
+size_t eng_dtype_nbytes(int dt, int64_t numel) {
+  size_t bb;
+  int blk = eng_dtype_block(dt, &bb);
+  if (numel < 0 || numel % blk) return 0;
+  return (size_t)(numel / blk) * bb;
+}
+
+int eng_dtype_is_float(int dt) {
+  return dt == ENG_DT_F32 || dt == ENG_DT_F16 || dt == ENG_DT_BF16 || dt == ENG_DT_F64 || dt == ENG_DT_Q8_0 ||
+         dt == ENG_DT_Q4_0;
+}
+
+int eng_st_own(eng_st_set *set, void *buf) {
+  void **o = realloc(set->owned, sizeof(void *) * (size_t)(set->n_owned + 1));
+  if (!o) { free(buf); return -1; }
+  set->owned = o;
+  set->owned[set->n_owned++] = buf;
+  return 0;
+}
 
 float eng_bf16_to_f32(uint16_t h) {
   uint32_t u = (uint32_t)h << 16;
@@ -95,7 +124,7 @@ static int parse_file(eng_st_set *set, int fi, char *err, size_t errlen) {
     cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
     if (!cJSON_IsString(dt)) { rc = eng_errf(err, errlen, "%s: tensor '%s': missing dtype", path, name); break; }
     int d = -1;
-    for (int k = 0; k < ENG_DT_COUNT; k++) if (!strcmp(dt->valuestring, dt_names[k])) d = k;
+    for (int k = 0; k < ENG_DT_ST_COUNT; k++) if (!strcmp(dt->valuestring, dt_names[k])) d = k;
     if (d < 0) { rc = eng_errf(err, errlen, "%s: tensor '%s': unknown dtype '%s'", path, name, dt->valuestring); break; }
     if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > ENG_ST_MAXDIM) {
       rc = eng_errf(err, errlen, "%s: tensor '%s': shape missing or has too many dimensions", path, name); break;
@@ -235,6 +264,8 @@ void eng_st_close(eng_st_set *set) {
     free(set->paths[i]);
   }
   free(set->paths); free(set->maps); free(set->map_sizes);
+  for (int i = 0; i < set->n_owned; i++) free(set->owned[i]);
+  free(set->owned);
   memset(set, 0, sizeof *set);
 }
 
@@ -254,10 +285,41 @@ int64_t eng_st_numel(const eng_st_tensor *t) {
   return n;
 }
 
-int eng_st_to_f32(float *dst, const eng_st_tensor *t) {
-  int64_t n = eng_st_numel(t);
-  const uint8_t *p = t->data;
-  switch (t->dtype) {
+/* ggml's GGML_FP32_TO_FP16 rounds to nearest even, as eng_st_write's converter does. */
+#define f32_to_f16 eng_stw_f32_to_f16
+
+void eng_quant_q8_0(void *dst, const float *x, int64_t n) {
+  uint8_t *y = dst;
+  for (int64_t i = 0; i < n / 32; i++, x += 32, y += 34) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) { float v = fabsf(x[j]); if (v > amax) amax = v; }
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint16_t h = f32_to_f16(d);
+    memcpy(y, &h, 2);
+    for (int j = 0; j < 32; j++) y[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+  }
+}
+
+void eng_quant_q4_0(void *dst, const float *x, int64_t n) {
+  uint8_t *y = dst;
+  for (int64_t i = 0; i < n / 32; i++, x += 32, y += 18) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 32; j++) if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+    const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint16_t h = f32_to_f16(d);
+    memcpy(y, &h, 2);
+    for (int j = 0; j < 16; j++) {
+      const float x0 = x[j] * id, x1 = x[16 + j] * id;
+      int8_t a = (int8_t)(x0 + 8.5f), b = (int8_t)(x1 + 8.5f);
+      uint8_t q0 = (uint8_t)(a < 15 ? a : 15), q1 = (uint8_t)(b < 15 ? b : 15);
+      y[2 + j] = (uint8_t)(q0 | (q1 << 4));
+    }
+  }
+}
+
+int eng_dt_to_f32(float *dst, const void *src, int dt, int64_t n) {
+  const uint8_t *p = src;
+  switch (dt) {
   case ENG_DT_F32: memcpy(dst, p, (size_t)n * 4); return 0;
   case ENG_DT_BF16:
     for (int64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = eng_bf16_to_f32(h); }
@@ -268,6 +330,31 @@ int eng_st_to_f32(float *dst, const eng_st_tensor *t) {
   case ENG_DT_F64:
     for (int64_t i = 0; i < n; i++) { double d; memcpy(&d, p + 8 * i, 8); dst[i] = (float)d; }
     return 0;
+  case ENG_DT_Q8_0:
+    if (n % 32) return -1;
+    for (int64_t b = 0; b < n / 32; b++, p += 34) {
+      uint16_t h;
+      memcpy(&h, p, 2);
+      const float d = eng_f16_to_f32(h);
+      for (int j = 0; j < 32; j++) dst[b * 32 + j] = (float)(int8_t)p[2 + j] * d;
+    }
+    return 0;
+  case ENG_DT_Q4_0:
+    if (n % 32) return -1;
+    for (int64_t b = 0; b < n / 32; b++, p += 18) {
+      uint16_t h;
+      memcpy(&h, p, 2);
+      const float d = eng_f16_to_f32(h);
+      for (int j = 0; j < 16; j++) {
+        dst[b * 32 + j] = (float)((p[2 + j] & 0x0f) - 8) * d;
+        dst[b * 32 + 16 + j] = (float)((p[2 + j] >> 4) - 8) * d;
+      }
+    }
+    return 0;
   default: return -1;
   }
+}
+
+int eng_st_to_f32(float *dst, const eng_st_tensor *t) {
+  return eng_dt_to_f32(dst, t->data, t->dtype, eng_st_numel(t));
 }

@@ -10,10 +10,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The first ENG_DT_ST_COUNT values are the safetensors dtypes. Q8_0 and Q4_0 are GGML block
+ * types (only GGUF files hold them): 32 elements per block, Q8_0 = f16 scale + 32 int8
+ * (34 bytes), Q4_0 = f16 scale + 16 bytes of nibbles (18 bytes); the block runs along the
+ * innermost (last) dimension, which must be a multiple of 32. */
 enum eng_dtype { ENG_DT_F32 = 0, ENG_DT_F16, ENG_DT_BF16, ENG_DT_F64, ENG_DT_I64, ENG_DT_I32,
-                 ENG_DT_I8, ENG_DT_U8, ENG_DT_BOOL, ENG_DT_COUNT };
-const char *eng_dtype_name(int dt);      /* safetensors spelling: "F32", "BF16", ... */
-size_t eng_dtype_size(int dt);
+                 ENG_DT_I8, ENG_DT_U8, ENG_DT_BOOL, ENG_DT_Q8_0, ENG_DT_Q4_0, ENG_DT_COUNT };
+#define ENG_DT_ST_COUNT ENG_DT_Q8_0
+const char *eng_dtype_name(int dt);      /* safetensors spelling: "F32", "BF16", ...; "Q8_0", "Q4_0" */
+size_t eng_dtype_size(int dt);           /* bytes per element; 0 for the block types */
+/* Bytes of numel elements (0 when a block type's numel is not a multiple of its block). */
+size_t eng_dtype_nbytes(int dt, int64_t numel);
+/* Elements per block (1 for plain types) and bytes per block. */
+int eng_dtype_block(int dt, size_t *block_bytes);
+/* Whether eng_st_to_f32 converts this dtype (F32, F16, BF16, F64, Q8_0, Q4_0). */
+int eng_dtype_is_float(int dt);
 
 #define ENG_ST_MAXDIM 8
 
@@ -34,6 +45,8 @@ typedef struct eng_st_set {
   size_t *map_sizes;
   int n_tensors;
   eng_st_tensor *tensors;  /* sorted by name */
+  int n_owned;             /* heap buffers some tensors point into (e.g. GGUF rows */
+  void **owned;            /* re-ordered at load); freed by eng_st_close */
 } eng_st_set;
 
 /* Opens dir/model.safetensors, or the shards listed by dir/model.safetensors.index.json. */
@@ -44,8 +57,19 @@ void eng_st_close(eng_st_set *set);
 const eng_st_tensor *eng_st_find(const eng_st_set *set, const char *name);
 int64_t eng_st_numel(const eng_st_tensor *t);
 
-/* Converts n elements of F32/F16/BF16 (or F64) data to float32 (BF16 widened exactly). */
+/* Converts all elements of F32/F16/BF16/F64 data to float32 (BF16 widened exactly) and
+ * dequantises Q8_0 / Q4_0 exactly as ggml does (q * f16 scale, (q - 8) * scale).
+ * 0, or -1 for a dtype that is not floating point. */
 int eng_st_to_f32(float *dst, const eng_st_tensor *t);
+/* The same for n elements of raw data of dtype dt (n a multiple of the block size). */
+int eng_dt_to_f32(float *dst, const void *src, int dt, int64_t n);
+
+/* Quantises n floats (n a multiple of 32) into dst, bit-exact with ggml's reference
+ * quantize_row_q8_0_ref / quantize_row_q4_0_ref (ggml-quants.c). */
+void eng_quant_q8_0(void *dst, const float *src, int64_t n);
+void eng_quant_q4_0(void *dst, const float *src, int64_t n);
+/* Registers a heap buffer the set frees on close. 0 or -1 (OOM; buf is then freed). */
+int eng_st_own(eng_st_set *set, void *buf);
 
 float eng_bf16_to_f32(uint16_t h);
 float eng_f16_to_f32(uint16_t h);

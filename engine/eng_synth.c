@@ -19,33 +19,11 @@
 #include <cjson/cJSON.h>
 
 #include "engine/eng_st_write.h"
+#include "engine/eng_synth_int.h"
 
 enum { PLANT_NONE = 0, PLANT_SPEC = 1, PLANT_COLLAPSE = 2 };
 
 #define SYNTH_MAX_PARAMS ((int64_t)1 << 31)
-
-/* ---- PRNG ------------------------------------------------------------------------------ */
-typedef struct { uint64_t s; } rng_t;
-
-static uint64_t splitmix64(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-static double rng_unif(rng_t *r) { return (double)(splitmix64(&r->s) >> 11) * 0x1.0p-53; }
-static double rng_norm(rng_t *r) {
-  double s = 0;
-  for (int i = 0; i < 12; i++) s += rng_unif(r);
-  return s - 6.0;
-}
-static rng_t rng_for(uint64_t seed, const char *name) {
-  uint64_t h = 0xCBF29CE484222325ull;                     /* FNV-1a of the name */
-  for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 0x100000001B3ull;
-  rng_t r = {seed ^ h};
-  splitmix64(&r.s);
-  return r;
-}
 
 /* ---- options ----------------------------------------------------------------------------- */
 void eng_synth_defaults(eng_synth_opts *o) {
@@ -130,11 +108,21 @@ static int64_t count_params(const eng_synth_opts *o) {
 
 int eng_synth_validate(const eng_synth_opts *o, char *err, size_t errlen) {
   if (!o) { snprintf(err, errlen, "synth: no options"); return -1; }
-  if (!o->family || strcasecmp(o->family, "mixtral") != 0) {
-    snprintf(err, errlen, "synth: unknown family '%s' (supported: mixtral)",
-             o->family ? o->family : "(null)");
+  int fam = eng_synth__family(o->family);
+  if (fam < 0) {
+    snprintf(err, errlen, "synth: unknown family '%s' (supported: mixtral, qwen2_moe, qwen3_moe, olmoe, "
+             "deepseek_v2, deepseek_v3, gpt_oss, switch, hierarchical)", o->family ? o->family : "(null)");
     return -1;
   }
+  if (fam >= SYN_QWEN2_MOE && fam <= SYN_GPT_OSS && parse_plant(o->plant) != PLANT_NONE) {
+    snprintf(err, errlen, "synth: --plant works for mixtral, switch and hierarchical (not %s)", o->family);
+    return -1;
+  }
+  if (fam == SYN_HIER && (o->experts % 2 || o->top_k > o->experts / 2)) {
+    snprintf(err, errlen, "synth: hierarchical needs an even number of experts (2 groups) and top_k <= experts/2");
+    return -1;
+  }
+  if (fam >= SYN_QWEN2_MOE && fam <= SYN_GPT_OSS && eng_synth__family_validate(o, fam, err, errlen)) return -1;
   int plant = parse_plant(o->plant);
   if (plant < 0) {
     snprintf(err, errlen, "synth: unknown plant '%s' (want none, specialization or collapse)", o->plant);
@@ -318,6 +306,8 @@ static int gen_tensors(synth_ctx *c) {
     if (gen_normal(c, NAME("model.layers.%d.self_attn.v_proj.weight", l), KV, H, 0.02, 0)) return -1;
     if (gen_normal(c, NAME("model.layers.%d.self_attn.o_proj.weight", l), H, Q, 0.02, 0)) return -1;
     if (gen_gate(c, l, NAME("model.layers.%d.block_sparse_moe.gate.weight", l))) return -1;
+    if (eng_synth__family(o->family) == SYN_HIER &&
+        gen_normal(c, NAME("model.layers.%d.block_sparse_moe.group_gate.weight", l), 2, H, 0.3, 0)) return -1;
     for (int e = 0; e < o->experts; e++) {
       if (gen_normal(c, NAME("model.layers.%d.block_sparse_moe.experts.%d.w1.weight", l, e), I, H, 0.05, 0)) return -1;
       if (gen_normal(c, NAME("model.layers.%d.block_sparse_moe.experts.%d.w3.weight", l, e), I, H, 0.05, 0)) return -1;
@@ -561,7 +551,7 @@ static cJSON *byte_level(int prefix, int trim) {
   return o;
 }
 
-static int write_json(const char *dir, const char *file, cJSON *j, char *err, size_t errlen) {
+int eng_synth__json(const char *dir, const char *file, cJSON *j, char *err, size_t errlen) {
   char path[4096];
   if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, file) >= sizeof path) {
     snprintf(err, errlen, "synth: output path too long");
@@ -578,7 +568,7 @@ static int write_json(const char *dir, const char *file, cJSON *j, char *err, si
   return rc;
 }
 
-static int write_tokenizer(const eng_synth_opts *o, const char *dir, int *n_merges_out,
+int eng_synth__tokenizer(const eng_synth_opts *o, const char *dir, int *n_merges_out,
                            char *err, size_t errlen) {
   int id_of_byte[256], byte_of_id[256], cp_of_byte[256];
   gpt2_bytes(id_of_byte, byte_of_id, cp_of_byte);
@@ -633,7 +623,7 @@ static int write_tokenizer(const eng_synth_opts *o, const char *dir, int *n_merg
     if (!ab) goto oom;
     free(ab);
   }
-  if (write_json(dir, "tokenizer.json", root, err, errlen)) goto out;
+  if (eng_synth__json(dir, "tokenizer.json", root, err, errlen)) goto out;
   cJSON_Delete(root);
   root = cJSON_CreateObject();
   if (!root) goto oom;
@@ -647,7 +637,7 @@ static int write_tokenizer(const eng_synth_opts *o, const char *dir, int *n_merg
   cJSON_AddBoolToObject(root, "add_prefix_space", 0);
   cJSON_AddBoolToObject(root, "clean_up_tokenization_spaces", 0);
   cJSON_AddNumberToObject(root, "model_max_length", o->max_pos);
-  if (write_json(dir, "tokenizer_config.json", root, err, errlen)) goto out;
+  if (eng_synth__json(dir, "tokenizer_config.json", root, err, errlen)) goto out;
   rc = 0;
   goto out;
 oom:
@@ -665,7 +655,7 @@ static cJSON *synth_meta(const synth_ctx *c, const char *dtype_name, int n_merge
   if (!m) return NULL;
   static const char *kind[] = {"none", "specialization", "collapse"};
   cJSON_AddNumberToObject(m, "version", 1);
-  cJSON_AddStringToObject(m, "family", "mixtral");
+  cJSON_AddStringToObject(m, "family", o->family);
   cJSON_AddStringToObject(m, "plant", kind[c->plant]);
   if (o->seed <= (1ull << 53)) cJSON_AddNumberToObject(m, "seed", (double)o->seed);
   else {
@@ -740,8 +730,15 @@ static int write_config(const synth_ctx *c, const char *dir, const char *torch, 
   cJSON_AddNumberToObject(j, "max_position_embeddings", o->max_pos);
   cJSON_AddStringToObject(j, "model_type", "mixtral");
   cJSON_AddNumberToObject(j, "num_attention_heads", o->heads);
-  cJSON_AddNumberToObject(j, "num_experts_per_tok", o->top_k);
+  int fam = eng_synth__family(o->family);
+  cJSON_AddNumberToObject(j, "num_experts_per_tok", fam == SYN_SWITCH ? 1 : o->top_k);
   cJSON_AddNumberToObject(j, "num_hidden_layers", o->layers);
+  if (fam == SYN_SWITCH || fam == SYN_HIER) {   /* synthetic routers: Mixtral layout + router description */
+    cJSON *r = cJSON_AddObjectToObject(j, "moescope_router");
+    cJSON_AddStringToObject(r, "kind", fam == SYN_SWITCH ? "switch" : "hierarchical");
+    if (fam == SYN_SWITCH) cJSON_AddNumberToObject(r, "capacity_factor", 1.0);
+    else cJSON_AddNumberToObject(r, "n_groups", 2);
+  }
   cJSON_AddNumberToObject(j, "num_key_value_heads", o->kv_heads);
   cJSON_AddNumberToObject(j, "num_local_experts", o->experts);
   cJSON_AddBoolToObject(j, "output_router_logits", 0);
@@ -757,23 +754,23 @@ static int write_config(const synth_ctx *c, const char *dir, const char *torch, 
   cJSON_AddNumberToObject(j, "vocab_size", o->vocab);
   cJSON *m = synth_meta(c, c->dt == ENG_STW_F32 ? "f32" : c->dt == ENG_STW_BF16 ? "bf16" : "f16", n_merges);
   if (m) cJSON_AddItemToObject(j, "moescope_synth", m);
-  int rc = m ? write_json(dir, "config.json", j, err, errlen) : -1;
+  int rc = m ? eng_synth__json(dir, "config.json", j, err, errlen) : -1;
   if (!m) snprintf(err, errlen, "synth: out of memory");
   cJSON_Delete(j);
   return rc;
 }
 
-static int write_generation_config(const eng_synth_opts *o, const char *dir, char *err, size_t errlen) {
+int eng_synth__generation_config(const eng_synth_opts *o, const char *dir, char *err, size_t errlen) {
   cJSON *j = cJSON_CreateObject();
   cJSON_AddNumberToObject(j, "bos_token_id", o->vocab - 1);
   cJSON_AddNumberToObject(j, "eos_token_id", o->vocab - 1);
-  int rc = write_json(dir, "generation_config.json", j, err, errlen);
+  int rc = eng_synth__json(dir, "generation_config.json", j, err, errlen);
   cJSON_Delete(j);
   return rc;
 }
 
 /* mkdir -p */
-static int make_dirs(const char *dir, char *err, size_t errlen) {
+int eng_synth__mkdirs(const char *dir, char *err, size_t errlen) {
   size_t l = strlen(dir);
   if (!l) { snprintf(err, errlen, "synth: empty output folder name"); return -1; }
   char *p = strdup(dir);
@@ -801,6 +798,8 @@ static int make_dirs(const char *dir, char *err, size_t errlen) {
 int eng_synth_write(const eng_synth_opts *o, const char *outdir, char *err, size_t errlen) {
   if (eng_synth_validate(o, err, errlen) != 0) return -1;
   if (!outdir) { snprintf(err, errlen, "synth: no output folder"); return -1; }
+  int fam = eng_synth__family(o->family);
+  if (fam >= SYN_QWEN2_MOE && fam <= SYN_GPT_OSS) return eng_synth__family_write(o, fam, outdir, err, errlen);
   synth_ctx c = {0};
   c.o = o;
   c.err = err;
@@ -833,15 +832,15 @@ int eng_synth_write(const eng_synth_opts *o, const char *outdir, char *err, size
         for (int b = a; b > 0 && perm[b - 1] > perm[b]; b--) { int t = perm[b]; perm[b] = perm[b - 1]; perm[b - 1] = t; }
       for (int j = 0; j < o->collapse_experts; j++) c.collapse[l * o->collapse_experts + j] = perm[j];
     }
-  if (make_dirs(outdir, err, errlen) != 0) goto out;
+  if (eng_synth__mkdirs(outdir, err, errlen) != 0) goto out;
   c.w = eng_stw_new();
   if (!c.w) { snprintf(err, errlen, "synth: out of memory"); goto out; }
   if (gen_tensors(&c) != 0) goto out;
   if (eng_stw_write_dir(c.w, outdir, err, errlen) != 0) goto out;
   eng_stw_free(c.w);
   c.w = NULL;
-  if (write_tokenizer(o, outdir, &n_merges, err, errlen) != 0) goto out;
-  if (write_generation_config(o, outdir, err, errlen) != 0) goto out;
+  if (eng_synth__tokenizer(o, outdir, &n_merges, err, errlen) != 0) goto out;
+  if (eng_synth__generation_config(o, outdir, err, errlen) != 0) goto out;
   if (write_config(&c, outdir, torch, n_merges, err, errlen) != 0) goto out;  /* last: marks done */
   rc = 0;
 out:

@@ -1,5 +1,18 @@
-/* eng_synth.h — `moescope synth`: writes a random Hugging Face-layout MoE model (Mixtral)
- * with planted routing structure, for tests and demos.
+/* eng_synth.h — `moescope synth`: writes a random Hugging Face-layout MoE model of any
+ * supported family (Mixtral by default) with planted routing structure, for tests and demos.
+ *
+ * Families: every family is written with its HF config fields and tensor names (so
+ * transformers could load it); sizes come from the options (intermediate = per routed expert
+ * width). qwen2_moe: q/k/v biases, shared expert (2 x intermediate) with its sigmoid gate,
+ * layer 1 dense (mlp_only_layers) when there are >= 3 layers; qwen3_moe: per-head q/k norms,
+ * norm_topk_prob; olmoe: full q/k norms; deepseek_v2: MLA without q LoRA, group_limited_greedy,
+ * YaRN, layer 0 dense, 2 shared experts; deepseek_v3: MLA with q LoRA, sigmoid + bias + groups,
+ * YaRN with mscale, layer 0 dense; gpt_oss: attention sinks, alternating sliding window (4),
+ * biases, packed interleaved experts, YaRN. switch and hierarchical are Mixtral-layout models
+ * whose config.json adds "moescope_router" ({"kind":"switch","capacity_factor":1} with k=1, or
+ * {"kind":"hierarchical","n_groups":2} with a group_gate [2,H] per layer): synthetic-only
+ * routers that transformers would load as plain Mixtral. --plant works for mixtral, switch and
+ * hierarchical.
  *
  * Output folder: config.json (HF MixtralConfig fields + a "moescope_synth" object that
  * describes the planted structure exactly), model.safetensors (HF Mixtral tensor names),
@@ -25,7 +38,8 @@
 #include <stddef.h>
 
 typedef struct eng_synth_opts {
-  const char *family;       /* "mixtral" (the only one for now) */
+  const char *family;       /* mixtral | qwen2_moe | qwen3_moe | olmoe | deepseek_v2 | deepseek_v3 |
+                               gpt_oss | switch | hierarchical (see below) */
   int layers, experts, top_k, hidden, vocab, heads, kv_heads, intermediate, max_pos;
   const char *plant;        /* "none" | "specialization" | "collapse" */
   const char *plant_layers; /* "1,3", "all", or NULL = default (collapse: odd layers, or

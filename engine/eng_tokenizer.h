@@ -26,6 +26,36 @@ int eng_tok_load_vocab_merges(eng_tokenizer **out, const char *vocab_json, const
                               const char *config_json, const char *pattern, char *err, size_t errlen);
 void eng_tok_free(eng_tokenizer *t);
 
+/* A vocabulary given as arrays (GGUF tokenizer.ggml.*, SentencePiece models). */
+enum { ENG_TOK_BYTE_BPE = 0, ENG_TOK_SPM = 1 };
+/* SPM dummy prefix: none; always (sentencepiece add_dummy_prefix, llama.cpp add_space_prefix);
+ * unless the text already starts with a space (HF tokenizer.json Metaspace prepend_scheme first). */
+enum { ENG_SPM_PREFIX_NONE = 0, ENG_SPM_PREFIX_ALWAYS = 1, ENG_SPM_PREFIX_FIRST = 2 };
+typedef struct eng_tok_spec {
+  int kind;                       /* ENG_TOK_* */
+  int n;                          /* ids 0..n-1 */
+  const char *const *tok;         /* byte-level: GPT-2 unicode form; SPM: pieces with U+2581 */
+  const size_t *tok_len;
+  const int *type;                /* 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte;
+                                   * 3 and 4 are split out literally first; other values are inert. NULL: all 1 */
+  const float *score;             /* SPM without merges: pieces merge by descending score */
+  int n_merges;                   /* "a b" merges by rank (byte-level, or SPM-style tokenizer.json) */
+  const char *const *merge;
+  const size_t *merge_len;
+  const char *pattern;            /* byte-level pre-tokenizer regex; NULL = GPT-2's */
+  int spm_prefix;                 /* ENG_SPM_PREFIX_* */
+  int byte_fallback;              /* SPM: unknown characters -> <0xXX> tokens (else unk) */
+  int bos, eos, unk;              /* -1 none */
+} eng_tok_spec;
+/* Builds a tokenizer from arrays; `what` labels errors. 0 or -1 (+err). */
+int eng_tok_build(eng_tokenizer **out, const eng_tok_spec *spec, const char *what, char *err, size_t errlen);
+/* SentencePiece tokenizer.model (ModelProto protobuf; BPE models only). prefix_mode 0 = the
+ * model's add_dummy_prefix semantics (sentencepiece); ENG_SPM_PREFIX_FIRST = HF tokenizer.json
+ * Metaspace semantics. BOS/EOS = the <s> / </s> control pieces. 0 or -1 (+err). */
+int eng_tok_load_spm(eng_tokenizer **out, const char *tokenizer_model, int prefix_mode, char *err, size_t errlen);
+/* The vocabulary embedded in a GGUF file (tokenizer.ggml.model "gpt2" or "llama"). */
+int eng_tok_load_gguf(eng_tokenizer **out, const char *gguf_path, char *err, size_t errlen);
+
 int eng_tok_vocab_size(const eng_tokenizer *t);   /* max id + 1 */
 int eng_tok_bos(const eng_tokenizer *t);          /* -1 when none */
 int eng_tok_eos(const eng_tokenizer *t);          /* -1 when none */

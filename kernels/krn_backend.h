@@ -27,6 +27,22 @@ typedef struct krn_backend {
   void (*swiglu)(float *h, const float *g, const float *u, size_t n);
   /* row-wise softmax in place over x[n, dim] */
   void (*softmax)(float *x, int n, int dim);
+  /* Generalised causal attention (families other than Mixtral): q [n, n_heads*qk_dim], caches
+   * kc [ctx, n_kv*qk_dim] and vc [ctx, n_kv*v_dim] (cache row = absolute position), out
+   * [n, n_heads*v_dim]; scores are q.k * scale. window > 0: token i (position start+i) sees
+   * rows j with j > start+i-window (HF sliding window); sinks [n_heads] or NULL: one extra
+   * logit per head that joins the softmax denominator and is dropped (gpt-oss sinks). */
+  void (*attention_ex)(float *out, const float *q, const float *kc, const float *vc, int n, int start,
+                       int n_heads, int n_kv, int qk_dim, int v_dim, float scale, int window,
+                       const float *sinks);
+  /* RoPE from precomputed tables: head h of token t starts at x + t*row_stride + h*head_stride;
+   * the first rot_dim values are rotated with cs/sn [n, rot_dim/2] (cos, sin of angle i):
+   * rotate-half pairs (i, i+rot_dim/2), or interleaved pairs (2i, 2i+1) when interleaved. */
+  void (*rope_cs)(float *x, int n, int n_heads, int row_stride, int head_stride, int rot_dim,
+                  const float *cs, const float *sn, int interleaved);
+  /* gpt-oss clamped SwiGLU: g' = min(g, limit), u' = clamp(u, -limit, limit),
+   * h = (u' + 1) * g' * sigmoid(alpha * g') (h may alias g) */
+  void (*swiglu_oai)(float *h, const float *g, const float *u, size_t n, float alpha, float limit);
 } krn_backend;
 
 /* The optimised, multithreaded CPU backend (OpenMP, SIMD chosen at run time). */

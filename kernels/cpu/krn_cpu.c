@@ -219,8 +219,77 @@ static void cpu_softmax(float *x, int n, int dim) {
   }
 }
 
+static void cpu_attention_ex(float *out, const float *q, const float *kc, const float *vc, int n, int start,
+                             int n_heads, int n_kv, int qk_dim, int v_dim, float scale, int window,
+                             const float *sinks) {
+  int group = n_heads / n_kv, kw = n_kv * qk_dim, vw = n_kv * v_dim, total = n * n_heads;
+  #pragma omp parallel if (total * (start + n) > 4096)
+  {
+    float *sc = malloc(sizeof(float) * (size_t)(start + n));
+    #pragma omp for schedule(dynamic, 4)
+    for (int th = 0; th < total; th++) {
+      int t = th / n_heads, h = th % n_heads, kvh = h / group, p = start + t;
+      int j0 = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+      const float *qh = q + (size_t)th * qk_dim;
+      float mx = sinks ? sinks[h] : -INFINITY, sum = 0;
+      for (int j = j0; j <= p; j++) {
+        const float *kr = kc + (size_t)j * kw + kvh * qk_dim;
+        float s = 0;
+        #pragma omp simd reduction(+:s)
+        for (int d = 0; d < qk_dim; d++) s += qh[d] * kr[d];
+        sc[j] = s * scale;
+        if (sc[j] > mx) mx = sc[j];
+      }
+      for (int j = j0; j <= p; j++) { sc[j] = expf(sc[j] - mx); sum += sc[j]; }
+      if (sinks) sum += expf(sinks[h] - mx);
+      float inv = 1.0f / sum;
+      float *o = out + (size_t)th * v_dim;
+      for (int d = 0; d < v_dim; d++) o[d] = 0;
+      for (int j = j0; j <= p; j++) {
+        const float *vr = vc + (size_t)j * vw + kvh * v_dim;
+        float pr = sc[j] * inv;
+        #pragma omp simd
+        for (int d = 0; d < v_dim; d++) o[d] += pr * vr[d];
+      }
+    }
+    free(sc);
+  }
+}
+
+static void cpu_rope_cs(float *x, int n, int n_heads, int row_stride, int head_stride, int rot_dim,
+                        const float *cs, const float *sn, int interleaved) {
+  int half = rot_dim / 2;
+  #pragma omp parallel for schedule(static) if (n >= 16)
+  for (int t = 0; t < n; t++) {
+    const float *c = cs + (size_t)t * half, *s = sn + (size_t)t * half;
+    for (int h = 0; h < n_heads; h++) {
+      float *v = x + (size_t)t * row_stride + (size_t)h * head_stride;
+      if (interleaved)
+        for (int i = 0; i < half; i++) {
+          float x0 = v[2 * i], x1 = v[2 * i + 1];
+          v[2 * i] = x0 * c[i] - x1 * s[i];
+          v[2 * i + 1] = x1 * c[i] + x0 * s[i];
+        }
+      else
+        for (int i = 0; i < half; i++) {
+          float x0 = v[i], x1 = v[i + half];
+          v[i] = x0 * c[i] - x1 * s[i];
+          v[i + half] = x1 * c[i] + x0 * s[i];
+        }
+    }
+  }
+}
+
+static void cpu_swiglu_oai(float *h, const float *g, const float *u, size_t n, float alpha, float limit) {
+  for (size_t i = 0; i < n; i++) {
+    float gg = fminf(g[i], limit), uu = fminf(fmaxf(u[i], -limit), limit);
+    h[i] = (uu + 1.0f) * gg / (1.0f + expf(-alpha * gg));
+  }
+}
+
 static const krn_backend krn_cpu = {
   "cpu", cpu_matmul, cpu_rmsnorm, cpu_rope, cpu_attention, cpu_swiglu, cpu_softmax,
+  cpu_attention_ex, cpu_rope_cs, cpu_swiglu_oai,
 };
 
 const krn_backend *krn_cpu_backend(void) { return &krn_cpu; }

@@ -78,8 +78,58 @@ static void ref_softmax(float *x, int n, int dim) {
   }
 }
 
+static void ref_attention_ex(float *out, const float *q, const float *kc, const float *vc, int n, int start,
+                             int n_heads, int n_kv, int qk_dim, int v_dim, float scale, int window,
+                             const float *sinks) {
+  int group = n_heads / n_kv, kw = n_kv * qk_dim, vw = n_kv * v_dim;
+  double *sc = malloc(sizeof(double) * (size_t)(start + n));
+  for (int t = 0; t < n; t++)
+    for (int h = 0; h < n_heads; h++) {
+      const float *qh = q + ((size_t)t * n_heads + h) * qk_dim;
+      int kvh = h / group, p = start + t, j0 = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+      double mx = sinks ? sinks[h] : -INFINITY, sum = 0;
+      for (int j = j0; j <= p; j++) {
+        double s = 0;
+        for (int d = 0; d < qk_dim; d++) s += (double)qh[d] * kc[(size_t)j * kw + kvh * qk_dim + d];
+        sc[j] = s * scale;
+        if (sc[j] > mx) mx = sc[j];
+      }
+      for (int j = j0; j <= p; j++) { sc[j] = exp(sc[j] - mx); sum += sc[j]; }
+      if (sinks) sum += exp(sinks[h] - mx);
+      for (int d = 0; d < v_dim; d++) {
+        double acc = 0;
+        for (int j = j0; j <= p; j++) acc += sc[j] * vc[(size_t)j * vw + kvh * v_dim + d];
+        out[((size_t)t * n_heads + h) * v_dim + d] = (float)(acc / sum);
+      }
+    }
+  free(sc);
+}
+
+static void ref_rope_cs(float *x, int n, int n_heads, int row_stride, int head_stride, int rot_dim,
+                        const float *cs, const float *sn, int interleaved) {
+  int half = rot_dim / 2;
+  for (int t = 0; t < n; t++)
+    for (int h = 0; h < n_heads; h++) {
+      float *v = x + (size_t)t * row_stride + (size_t)h * head_stride;
+      for (int i = 0; i < half; i++) {
+        int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        double c = cs[(size_t)t * half + i], s = sn[(size_t)t * half + i], x0 = v[a], x1 = v[b];
+        v[a] = (float)(x0 * c - x1 * s);
+        v[b] = (float)(x1 * c + x0 * s);
+      }
+    }
+}
+
+static void ref_swiglu_oai(float *h, const float *g, const float *u, size_t n, float alpha, float limit) {
+  for (size_t i = 0; i < n; i++) {
+    double gg = g[i] > limit ? limit : g[i], uu = u[i] > limit ? limit : u[i] < -limit ? -limit : u[i];
+    h[i] = (float)((uu + 1.0) * gg / (1.0 + exp(-(double)alpha * gg)));
+  }
+}
+
 static const krn_backend krn_ref = {
   "ref", ref_matmul, ref_rmsnorm, ref_rope, ref_attention, ref_swiglu, ref_softmax,
+  ref_attention_ex, ref_rope_cs, ref_swiglu_oai,
 };
 
 const krn_backend *krn_ref_backend(void) { return &krn_ref; }

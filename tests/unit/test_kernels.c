@@ -89,6 +89,71 @@ static void run_all(const krn_backend *cpu, const krn_backend *ref, const char *
     CHECK(maxdiff(o1, vc, (size_t)hd) < 1e-6);
     free(q); free(kc); free(vc); free(o1); free(o2);
   }
+  /* generalised attention: qk_dim != v_dim (MLA), sliding window, sinks; window = huge and
+   * no sinks equals the plain kernel */
+  {
+    int ex[][9] = {{5, 0, 4, 2, 24, 16, 0, 0}, {1, 40, 4, 4, 24, 8, 4, 1}, {9, 3, 4, 1, 16, 16, 3, 1}, {33, 0, 2, 2, 8, 12, 0, 1}};
+    for (size_t s = 0; s < sizeof ex / sizeof ex[0]; s++) {
+      int n = ex[s][0], start = ex[s][1], nh = ex[s][2], nkv = ex[s][3], qd = ex[s][4], vd = ex[s][5], win = ex[s][6];
+      size_t ctx = (size_t)(start + n);
+      float *q = rnd((size_t)n * nh * qd), *kc = rnd(ctx * nkv * qd), *vc = rnd(ctx * nkv * vd), *sk = rnd((size_t)nh);
+      float *o1 = malloc(sizeof(float) * n * nh * vd), *o2 = malloc(sizeof(float) * n * nh * vd);
+      const float *sinks = ex[s][7] ? sk : NULL;
+      cpu->attention_ex(o1, q, kc, vc, n, start, nh, nkv, qd, vd, 0.3f, win, sinks);
+      ref->attention_ex(o2, q, kc, vc, n, start, nh, nkv, qd, vd, 0.3f, win, sinks);
+      double d = maxdiff(o1, o2, (size_t)n * nh * vd);
+      CHECKF(d < 1e-5, "%s attention_ex case %zu: %g", tag, s, d);
+      free(q); free(kc); free(vc); free(sk); free(o1); free(o2);
+    }
+    int n = 6, nh = 4, nkv = 2, hd = 16;
+    float *q = rnd((size_t)n * nh * hd), *kc = rnd((size_t)n * nkv * hd), *vc = rnd((size_t)n * nkv * hd);
+    float *o1 = malloc(sizeof(float) * n * nh * hd), *o2 = malloc(sizeof(float) * n * nh * hd);
+    cpu->attention(o1, q, kc, vc, n, 0, nh, nkv, hd);
+    cpu->attention_ex(o2, q, kc, vc, n, 0, nh, nkv, hd, hd, 0.25f, 0, NULL);
+    CHECK(maxdiff(o1, o2, (size_t)n * nh * hd) < 1e-6);
+    /* window 1: each token sees only itself, so the output is its own value row */
+    cpu->attention_ex(o2, q, kc, vc, n, 0, nh, nkv, hd, hd, 0.25f, 1, NULL);
+    CHECK(maxdiff(o2 + (size_t)5 * nh * hd, vc + (size_t)5 * nkv * hd, (size_t)hd) < 1e-6);
+    free(q); free(kc); free(vc); free(o1); free(o2);
+  }
+  /* rope from tables: rotate-half with the tables of rope() equals rope(); interleaved and
+   * strided partial rotation against the reference */
+  {
+    int n = 4, nh = 3, hd = 16, half = 8, pos[4] = {0, 3, 77, 1000};
+    float *a = rnd((size_t)n * nh * hd), *b = malloc(sizeof(float) * n * nh * hd);
+    float *cs = malloc(sizeof(float) * n * half), *sn = malloc(sizeof(float) * n * half);
+    for (int t = 0; t < n; t++)
+      for (int i = 0; i < half; i++) {
+        double ang = pos[t] * pow(10000.0, -2.0 * i / hd);
+        cs[t * half + i] = (float)cos(ang); sn[t * half + i] = (float)sin(ang);
+      }
+    memcpy(b, a, sizeof(float) * n * nh * hd);
+    cpu->rope_cs(a, n, nh, nh * hd, hd, hd, cs, sn, 0);
+    ref->rope(b, n, nh, hd, pos, 10000.0f);
+    CHECK(maxdiff(a, b, (size_t)n * nh * hd) < 1e-5);
+    for (int il = 0; il < 2; il++) {
+      float *c = rnd((size_t)n * nh * 24), *d = malloc(sizeof(float) * n * nh * 24);
+      memcpy(d, c, sizeof(float) * n * nh * 24);
+      cpu->rope_cs(c + 8, n, nh, nh * 24, 24, 16, cs, sn, il);
+      ref->rope_cs(d + 8, n, nh, nh * 24, 24, 16, cs, sn, il);
+      CHECK(maxdiff(c, d, (size_t)n * nh * 24) < 1e-6);
+      free(c); free(d);
+    }
+    free(a); free(b); free(cs); free(sn);
+  }
+  /* gpt-oss clamped swiglu, values on both sides of the limit */
+  {
+    size_t n = 777;
+    float *g = rnd(n), *u = rnd(n), *h1 = malloc(sizeof(float) * n), *h2 = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) { g[i] *= 12; u[i] *= 12; }
+    cpu->swiglu_oai(h1, g, u, n, 1.702f, 7.0f);
+    ref->swiglu_oai(h2, g, u, n, 1.702f, 7.0f);
+    CHECK(maxdiff(h1, h2, n) < 1e-4);
+    float g1 = 9.0f, u1 = -9.0f, r;
+    ref->swiglu_oai(&r, &g1, &u1, 1, 1.702f, 7.0f);      /* (-7 + 1) * 7 * sigmoid(11.914) */
+    CHECK_NEAR(r, -6.0 * 7.0 / (1.0 + exp(-1.702 * 7.0)), 1e-5);
+    free(g); free(u); free(h1); free(h2);
+  }
   /* swiglu and softmax */
   {
     size_t n = 1001;
