@@ -17,63 +17,8 @@
  * Not done: the NFC normalizer (accepted, not applied: input is assumed to be NFC),
  * Split behaviours other than Isolated, dropout, BPE without a ByteLevel pre-tokenizer.
  */
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include "engine/eng_util.h"
-#include "engine/eng_tokenizer.h"
-
-#include <cjson/cJSON.h>
-#include <errno.h>
-#include <pcre2.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "engine/eng_bpe.h"
-
-#define GPT2_PATTERN "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-/* Unicode White_Space (as Oniguruma's \s), for use inside a character class. */
-#define WS_CLASS "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}" \
-                 "\\x{202F}\\x{205F}\\x{3000}"
-#define MAX_STAGES 8
-#define NO_PIECE UINT32_MAX
-
-typedef struct {
-  uint32_t off, len; /* content bytes in arena */
-  int id;
-  unsigned char first;
-} added_tok;
-
-struct eng_tokenizer {
-  int nids;                 /* max id + 1 */
-  uint32_t *poff, *plen;    /* raw bytes of each id in arena; plen NO_PIECE: no token */
-  char *arena;
-  size_t arena_n, arena_cap;
-  eng_pmap merges;
-  int byte_id[256];         /* token of each single byte, -1 when none */
-  added_tok *added;         /* sorted by first byte, then longest first */
-  int nadded;
-  int added_lo[257];        /* added[added_lo[b] .. added_lo[b+1]) start with byte b */
-  pcre2_code *re[MAX_STAGES];
-  int nre;
-  int prefix_stage, add_prefix_space; /* ByteLevel's add_prefix_space and where it sits */
-  int ignore_merges;
-  eng_smap whole;           /* raw piece -> id (only with ignore_merges) */
-  int bos, eos, unk;
-  int b2u[256], u2b[512];   /* GPT-2 byte <-> code point table */
-  /* SentencePiece-style BPE (spm != 0): symbols are characters looked up in `sym` (piece
-   * text with U+2581 for space -> id), merged by `merges`; a character that is no piece is
-   * emitted as its <0xXX> byte tokens (byte_tok) or unk. */
-  int spm, spm_prefix, byte_fallback;
-  eng_smap sym;
-  char *sym_arena;
-  int byte_tok[256];
-};
-
-#define TOK_MAX_FILE ((size_t)1 << 30)
-
-static cJSON *parse_json_file(const char *path, char *err, size_t errlen) {
+#include "engine/eng_tokenizer_int.h"
+cJSON *eng_tki_parse_json_file(const char *path, char *err, size_t errlen) {
   size_t n;
   char *buf = eng_read_file(path, &n, TOK_MAX_FILE, err, errlen);
   if (!buf) return NULL;
@@ -129,7 +74,7 @@ static int arena_add(eng_tokenizer *t, const char *s, size_t n, int raw) {
   return (int)k;
 }
 
-static int set_piece(eng_tokenizer *t, int id, const char *s, size_t n, int raw) {
+int eng_tki_set_piece(eng_tokenizer *t, int id, const char *s, size_t n, int raw) {
   size_t off = t->arena_n;
   int k = arena_add(t, s, n, raw);
   if (k < 0) return -1;
@@ -140,7 +85,7 @@ static int set_piece(eng_tokenizer *t, int id, const char *s, size_t n, int raw)
 
 /* ---- building ------------------------------------------------------------------------- */
 
-static int alloc_ids(eng_tokenizer *t, int maxid) {
+int eng_tki_alloc_ids(eng_tokenizer *t, int maxid) {
   t->nids = maxid + 1;
   t->poff = calloc((size_t)t->nids, sizeof *t->poff);
   t->plen = malloc((size_t)t->nids * sizeof *t->plen);
@@ -149,7 +94,7 @@ static int alloc_ids(eng_tokenizer *t, int maxid) {
   return 0;
 }
 
-static int vocab_id(const cJSON *e) {
+int eng_tki_vocab_id(const cJSON *e) {
   if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= (1 << 30) ||
       e->valuedouble != (double)e->valueint)
     return -1;
@@ -160,16 +105,16 @@ static int vocab_id(const cJSON *e) {
 static int add_vocab(eng_tokenizer *t, const cJSON *vocab, eng_smap *map, const char *path,
                      char *err, size_t errlen) {
   for (const cJSON *e = vocab->child; e; e = e->next) {
-    int id = vocab_id(e);
+    int id = eng_tki_vocab_id(e);
     if (id < 0 || id >= t->nids || !e->string) return eng_errf(err, errlen, "%s: bad vocab entry", path);
     size_t n = strlen(e->string);
-    if (eng_smap_put(map, e->string, n, id, 0) || set_piece(t, id, e->string, n, 0))
+    if (eng_smap_put(map, e->string, n, id, 0) || eng_tki_set_piece(t, id, e->string, n, 0))
       return eng_errf(err, errlen, "%s: out of memory", path);
   }
   return 0;
 }
 
-static int add_merge(eng_tokenizer *t, const eng_smap *map, const char *a, size_t an, const char *b,
+int eng_tki_add_merge(eng_tokenizer *t, const eng_smap *map, const char *a, size_t an, const char *b,
                      size_t bn, int rank, const char *path, char *err, size_t errlen) {
   char stack[256], *ab = an + bn <= sizeof stack ? stack : malloc(an + bn);
   if (!ab) return eng_errf(err, errlen, "%s: out of memory", path);
@@ -187,11 +132,11 @@ static int add_merge(eng_tokenizer *t, const eng_smap *map, const char *a, size_
   return rc;
 }
 
-static int add_added(eng_tokenizer *t, int id, const char *s, size_t n) {
+int eng_tki_add_added(eng_tokenizer *t, int id, const char *s, size_t n) {
   added_tok *a = realloc(t->added, (size_t)(t->nadded + 1) * sizeof *a);
   if (!a) return -1;
   t->added = a;
-  if (set_piece(t, id, s, n, 1)) return -1;
+  if (eng_tki_set_piece(t, id, s, n, 1)) return -1;
   a[t->nadded++] = (added_tok){t->poff[id], (uint32_t)n, id, n ? (unsigned char)s[0] : 0};
   return 0;
 }
@@ -202,7 +147,7 @@ static int cmp_added(const void *x, const void *y) {
   return a->len != b->len ? (a->len > b->len ? -1 : 1) : (a->id > b->id) - (a->id < b->id);
 }
 
-static void index_added(eng_tokenizer *t) {
+void eng_tki_index_added(eng_tokenizer *t) {
   int w = 0; /* drop empty contents */
   for (int i = 0; i < t->nadded; i++) if (t->added[i].len) t->added[w++] = t->added[i];
   t->nadded = w;
@@ -252,7 +197,7 @@ static char *rewrite_ws(const char *p) {
   return o;
 }
 
-static int add_stage(eng_tokenizer *t, const char *pattern, const char *path, char *err, size_t errlen) {
+int eng_tki_add_stage(eng_tokenizer *t, const char *pattern, const char *path, char *err, size_t errlen) {
   if (t->nre == MAX_STAGES) return eng_errf(err, errlen, "%s: too many pre-tokenizer splits", path);
   char *pat = rewrite_ws(pattern);
   if (!pat) return eng_errf(err, errlen, "%s: out of memory", path);
@@ -287,7 +232,7 @@ static int parse_pretok(eng_tokenizer *t, const cJSON *node, int *byte_level, co
     *byte_level = 1;
     t->add_prefix_space = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(node, "add_prefix_space"));
     t->prefix_stage = t->nre;
-    return cJSON_IsFalse(ur) ? 0 : add_stage(t, GPT2_PATTERN, path, err, errlen);
+    return cJSON_IsFalse(ur) ? 0 : eng_tki_add_stage(t, GPT2_PATTERN, path, err, errlen);
   }
   if (!strcmp(type, "Split")) {
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(node, "pattern");
@@ -297,14 +242,14 @@ static int parse_pretok(eng_tokenizer *t, const cJSON *node, int *byte_level, co
     if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated") ||
         cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(node, "invert")))
       return eng_errf(err, errlen, "%s: unsupported Split pre-tokenizer (only behavior Isolated, no invert)", path);
-    if (cJSON_IsString(rx)) return add_stage(t, rx->valuestring, path, err, errlen);
+    if (cJSON_IsString(rx)) return eng_tki_add_stage(t, rx->valuestring, path, err, errlen);
     if (!cJSON_IsString(lit)) return eng_errf(err, errlen, "%s: Split pre-tokenizer without a pattern", path);
     size_t n = strlen(lit->valuestring);
     char *q = malloc(n + 5);
     if (!q) return eng_errf(err, errlen, "%s: out of memory", path);
     snprintf(q, n + 5, "\\Q%s\\E", lit->valuestring);
     int rc = strstr(lit->valuestring, "\\E") ? eng_errf(err, errlen, "%s: unsupported Split string", path)
-                                              : add_stage(t, q, path, err, errlen);
+                                              : eng_tki_add_stage(t, q, path, err, errlen);
     free(q);
     return rc;
   }
@@ -320,14 +265,14 @@ static int lookup_piece(const eng_tokenizer *t, const char *s, size_t n) {
 }
 
 /* bos_token / eos_token: a string or {"content": ...}; -1 when absent or unknown. */
-static int config_token(const eng_tokenizer *t, const cJSON *cfg, const char *key) {
+int eng_tki_config_token(const eng_tokenizer *t, const cJSON *cfg, const char *key) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
   if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
   return cJSON_IsString(v) ? lookup_piece(t, v->valuestring, strlen(v->valuestring)) : -1;
 }
 
 /* Common tail of both loaders: byte tokens, added index, whole-word map, BOS/EOS. */
-static int finish(eng_tokenizer *t, const eng_smap *map, const char *config_json, const char *path,
+int eng_tki_finish(eng_tokenizer *t, const eng_smap *map, const char *config_json, const char *path,
                   char *err, size_t errlen) {
   for (int b = 0; b < 256; b++) {
     char u[4];
@@ -336,7 +281,7 @@ static int finish(eng_tokenizer *t, const eng_smap *map, const char *config_json
     t->byte_id[b] = e ? e->val : -1;
   }
   for (int i = 0; i < t->nadded; i++) t->added[i].off = t->poff[t->added[i].id];
-  index_added(t);
+  eng_tki_index_added(t);
   if (t->ignore_merges) {
     if (eng_smap_init(&t->whole, (size_t)t->nids)) return eng_errf(err, errlen, "%s: out of memory", path);
     for (int id = 0; id < t->nids; id++)
@@ -345,16 +290,16 @@ static int finish(eng_tokenizer *t, const eng_smap *map, const char *config_json
   }
   t->bos = t->eos = -1;
   if (config_json) {
-    cJSON *cfg = parse_json_file(config_json, err, errlen);
+    cJSON *cfg = eng_tki_parse_json_file(config_json, err, errlen);
     if (!cfg) return -1;
-    t->bos = config_token(t, cfg, "bos_token");
-    t->eos = config_token(t, cfg, "eos_token");
+    t->bos = eng_tki_config_token(t, cfg, "bos_token");
+    t->eos = eng_tki_config_token(t, cfg, "eos_token");
     cJSON_Delete(cfg);
   }
   return 0;
 }
 
-static eng_tokenizer *tok_new(void) {
+eng_tokenizer *eng_tki_tok_new(void) {
   eng_tokenizer *t = calloc(1, sizeof *t);
   if (t) {
     t->unk = -1;
@@ -363,29 +308,26 @@ static eng_tokenizer *tok_new(void) {
   return t;
 }
 
-static int max_id_of(const cJSON *obj, int maxid) {
+int eng_tki_max_id_of(const cJSON *obj, int maxid) {
   for (const cJSON *e = obj ? obj->child : NULL; e; e = e->next) {
-    int id = vocab_id(e);
+    int id = eng_tki_vocab_id(e);
     if (id > maxid) maxid = id;
   }
   return maxid;
 }
 
-static int is_spm_json(const cJSON *j);
-static int load_spm_json(eng_tokenizer **out, const cJSON *j, const char *path, const char *config_json, char *err,
-                         size_t errlen);
 
 int eng_tok_load(eng_tokenizer **out, const char *path, const char *config_json, char *err,
                  size_t errlen) {
   *out = NULL;
-  cJSON *j = parse_json_file(path, err, errlen);
+  cJSON *j = eng_tki_parse_json_file(path, err, errlen);
   if (!j) return -1;
-  if (is_spm_json(j)) {
-    int r = load_spm_json(out, j, path, config_json, err, errlen);
+  if (eng_tki_is_spm_json(j)) {
+    int r = eng_tki_load_spm_json(out, j, path, config_json, err, errlen);
     cJSON_Delete(j);
     return r;
   }
-  eng_tokenizer *t = tok_new();
+  eng_tokenizer *t = eng_tki_tok_new();
   eng_smap map = {0};
   int rc = -1;
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
@@ -420,9 +362,9 @@ int eng_tok_load(eng_tokenizer **out, const char *path, const char *config_json,
     }
   }
   t->ignore_merges = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "ignore_merges"));
-  int maxid = max_id_of(vocab, -1);
+  int maxid = eng_tki_max_id_of(vocab, -1);
   for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) {
-    int id = vocab_id(cJSON_GetObjectItemCaseSensitive(a, "id"));
+    int id = eng_tki_vocab_id(cJSON_GetObjectItemCaseSensitive(a, "id"));
     if (id < 0 || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(a, "content"))) {
       eng_errf(err, errlen, "%s: bad added_tokens entry", path);
       goto done;
@@ -430,7 +372,7 @@ int eng_tok_load(eng_tokenizer **out, const char *path, const char *config_json,
     if (id > maxid) maxid = id;
   }
   if (maxid < 0) { eng_errf(err, errlen, "%s: empty vocab", path); goto done; }
-  if (alloc_ids(t, maxid) || eng_smap_init(&map, (size_t)cJSON_GetArraySize(vocab)) ||
+  if (eng_tki_alloc_ids(t, maxid) || eng_smap_init(&map, (size_t)cJSON_GetArraySize(vocab)) ||
       eng_pmap_init(&t->merges, (size_t)cJSON_GetArraySize(merges))) {
     eng_errf(err, errlen, "%s: out of memory", path);
     goto done;
@@ -450,11 +392,11 @@ int eng_tok_load(eng_tokenizer **out, const char *path, const char *config_json,
       eng_errf(err, errlen, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", path, rank);
       goto done;
     }
-    if (add_merge(t, &map, a, an, b, bn, rank, path, err, errlen)) goto done;
+    if (eng_tki_add_merge(t, &map, a, an, b, bn, rank, path, err, errlen)) goto done;
   }
   for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) {
     const char *s = cJSON_GetObjectItemCaseSensitive(a, "content")->valuestring;
-    if (add_added(t, cJSON_GetObjectItemCaseSensitive(a, "id")->valueint, s, strlen(s))) {
+    if (eng_tki_add_added(t, cJSON_GetObjectItemCaseSensitive(a, "id")->valueint, s, strlen(s))) {
       eng_errf(err, errlen, "%s: out of memory", path);
       goto done;
     }
@@ -465,7 +407,7 @@ int eng_tok_load(eng_tokenizer **out, const char *path, const char *config_json,
   if (!byte_level) { eng_errf(err, errlen, "%s: pre_tokenizer has no ByteLevel step (byte-level BPE only)", path); goto done; }
   const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
   if (cJSON_IsString(unk)) t->unk = lookup_piece(t, unk->valuestring, strlen(unk->valuestring));
-  if (finish(t, &map, config_json, path, err, errlen)) goto done;
+  if (eng_tki_finish(t, &map, config_json, path, err, errlen)) goto done;
   rc = 0;
 done:
   eng_smap_free(&map);
@@ -479,21 +421,21 @@ int eng_tok_load_vocab_merges(eng_tokenizer **out, const char *vocab_json, const
                               const char *config_json, const char *pattern, char *err, size_t errlen) {
   *out = NULL;
   size_t mlen = 0;
-  cJSON *vocab = parse_json_file(vocab_json, err, errlen), *cfg = NULL;
+  cJSON *vocab = eng_tki_parse_json_file(vocab_json, err, errlen), *cfg = NULL;
   char *mtext = vocab ? eng_read_file(merges_txt, &mlen, TOK_MAX_FILE, err, errlen) : NULL;
   eng_tokenizer *t = NULL;
   eng_smap map = {0};
   int rc = -1;
   if (!mtext) goto done;
-  if (config_json && !(cfg = parse_json_file(config_json, err, errlen))) goto done;
+  if (config_json && !(cfg = eng_tki_parse_json_file(config_json, err, errlen))) goto done;
   const cJSON *dec = cJSON_GetObjectItemCaseSensitive(cfg, "added_tokens_decoder");
-  int maxid = max_id_of(vocab, -1);
+  int maxid = eng_tki_max_id_of(vocab, -1);
   for (const cJSON *a = dec ? dec->child : NULL; a; a = a->next) {
     long id = strtol(a->string, NULL, 10);
     if (id > maxid && id < (1 << 30)) maxid = (int)id;
   }
-  t = tok_new();
-  if (!t || maxid < 0 || alloc_ids(t, maxid) || eng_smap_init(&map, (size_t)maxid + 1) ||
+  t = eng_tki_tok_new();
+  if (!t || maxid < 0 || eng_tki_alloc_ids(t, maxid) || eng_smap_init(&map, (size_t)maxid + 1) ||
       eng_pmap_init(&t->merges, mlen / 16 + 16)) {
     eng_errf(err, errlen, "%s: %s", vocab_json, maxid < 0 ? "empty vocab" : "out of memory");
     goto done;
@@ -512,21 +454,21 @@ int eng_tok_load_vocab_merges(eng_tokenizer **out, const char *vocab_json, const
       eng_errf(err, errlen, "%s: line %d is not 'a b'", merges_txt, lineno);
       goto done;
     }
-    if (add_merge(t, &map, line, (size_t)(sp - line), sp + 1, (size_t)(line + n - sp - 1), rank++, merges_txt,
+    if (eng_tki_add_merge(t, &map, line, (size_t)(sp - line), sp + 1, (size_t)(line + n - sp - 1), rank++, merges_txt,
                   err, errlen))
       goto done;
   }
   for (const cJSON *a = dec ? dec->child : NULL; a; a = a->next) {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "content");
     long id = strtol(a->string, NULL, 10);
-    if (cJSON_IsString(c) && id >= 0 && id <= maxid && add_added(t, (int)id, c->valuestring, strlen(c->valuestring))) {
+    if (cJSON_IsString(c) && id >= 0 && id <= maxid && eng_tki_add_added(t, (int)id, c->valuestring, strlen(c->valuestring))) {
       eng_errf(err, errlen, "%s: out of memory", config_json);
       goto done;
     }
   }
   t->prefix_stage = 0;
-  if (add_stage(t, pattern ? pattern : GPT2_PATTERN, vocab_json, err, errlen)) goto done;
-  if (finish(t, &map, config_json, vocab_json, err, errlen)) goto done;
+  if (eng_tki_add_stage(t, pattern ? pattern : GPT2_PATTERN, vocab_json, err, errlen)) goto done;
+  if (eng_tki_finish(t, &map, config_json, vocab_json, err, errlen)) goto done;
   rc = 0;
 done:
   eng_smap_free(&map);
@@ -674,7 +616,6 @@ static int split(enc_ctx *c, const char *p, size_t len, int stage, int prefixed)
   return gap < len ? split(c, p + gap, len - gap, stage + 1, 0) : 0;
 }
 
-#define META "\xe2\x96\x81" /* U+2581, SentencePiece's space */
 
 /* SentencePiece-style BPE of one segment (between added tokens): spaces -> U+2581, the
  * dummy prefix, characters -> pieces, merges by rank (leftmost among equal ranks), then
@@ -808,357 +749,3 @@ int eng_tok_decode(const eng_tokenizer *t, const int *ids, size_t n, char **text
   return 0;
 }
 
-/* ---- building from arrays (GGUF vocabularies, SentencePiece models, SPM-style json) ------ */
-
-/* Decoded bytes of an SPM piece: U+2581 -> ' ', <0xXX> byte pieces -> that byte. */
-static int spm_piece_bytes(const char *s, size_t n, int type, char *o) {
-  unsigned b;
-  char tail;
-  if (type == 6 && n == 6 && sscanf(s, "<0x%2X%c", &b, &tail) == 2 && tail == '>') { o[0] = (char)b; return 1; }
-  size_t k = 0;
-  for (size_t i = 0; i < n;) {
-    if (i + 3 <= n && !memcmp(s + i, META, 3)) { o[k++] = ' '; i += 3; }
-    else o[k++] = s[i++];
-  }
-  return (int)k;
-}
-
-static int cmp_float_desc(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return x > y ? -1 : x < y;
-}
-
-int eng_tok_build(eng_tokenizer **out, const eng_tok_spec *sp, const char *what, char *err, size_t errlen) {
-  *out = NULL;
-  if (sp->n <= 0 || sp->n >= (1 << 30)) return eng_errf(err, errlen, "%s: empty or absurd vocabulary (%d)", what, sp->n);
-  eng_tokenizer *t = tok_new();
-  eng_smap map = {0};
-  float *sorted = NULL;
-  char *tmp = NULL;
-  int rc = -1;
-  if (!t || alloc_ids(t, sp->n - 1) || eng_smap_init(&map, (size_t)sp->n) ||
-      eng_pmap_init(&t->merges, (size_t)(sp->n_merges > sp->n ? sp->n_merges : sp->n) * 2)) {
-    eng_errf(err, errlen, "%s: out of memory", what);
-    goto done;
-  }
-  t->spm = sp->kind == ENG_TOK_SPM;
-  t->spm_prefix = sp->spm_prefix;
-  t->byte_fallback = sp->byte_fallback;
-  for (int b = 0; b < 256; b++) t->byte_tok[b] = -1;
-  size_t total = 0;
-  for (int i = 0; i < sp->n; i++) total += sp->tok_len[i] + 1;
-  if (t->spm && !(t->sym_arena = malloc(total + 1))) { eng_errf(err, errlen, "%s: out of memory", what); goto done; }
-  if (t->spm && eng_smap_init(&t->sym, (size_t)sp->n)) { eng_errf(err, errlen, "%s: out of memory", what); goto done; }
-  size_t so = 0;
-  for (int i = 0; i < sp->n; i++) {
-    int ty = sp->type ? sp->type[i] : 1;
-    const char *s = sp->tok[i];
-    size_t n = sp->tok_len[i];
-    if (ty == 3 || ty == 4) { /* control / user-defined: matched literally before anything else */
-      if (add_added(t, i, s, n)) { eng_errf(err, errlen, "%s: out of memory", what); goto done; }
-      if (!t->spm && eng_smap_put(&map, s, n, i, 0)) { eng_errf(err, errlen, "%s: out of memory", what); goto done; }
-      continue;
-    }
-    if (!t->spm) {
-      if (eng_smap_put(&map, s, n, i, 0) || set_piece(t, i, s, n, 0)) { eng_errf(err, errlen, "%s: out of memory", what); goto done; }
-      continue;
-    }
-    char *o = malloc(n + 1);
-    if (!o) { eng_errf(err, errlen, "%s: out of memory", what); goto done; }
-    int k = spm_piece_bytes(s, n, ty, o);
-    if (ty == 6 && k == 1) t->byte_tok[(unsigned char)o[0]] = i;
-    int r = set_piece(t, i, o, (size_t)k, 1);
-    free(o);
-    if (r) { eng_errf(err, errlen, "%s: out of memory", what); goto done; }
-    if (ty == 1 || ty == 5) { /* normal pieces are the symbols (unused ones never merge, see below) */
-      memcpy(t->sym_arena + so, s, n);
-      if (eng_smap_put(&t->sym, t->sym_arena + so, n, i, ty) || eng_smap_put(&map, t->sym_arena + so, n, i, ty)) {
-        eng_errf(err, errlen, "%s: out of memory", what);
-        goto done;
-      }
-      so += n;
-    }
-  }
-  if (sp->n_merges > 0) { /* merges by rank: "a b" */
-    for (int r = 0; r < sp->n_merges; r++) {
-      const char *m = sp->merge[r], *spc = memchr(m, ' ', sp->merge_len[r]);
-      if (!spc) { eng_errf(err, errlen, "%s: merge %d is not 'a b'", what, r); goto done; }
-      if (add_merge(t, &map, m, (size_t)(spc - m), spc + 1, sp->merge_len[r] - (size_t)(spc - m) - 1, r, what, err, errlen)) goto done;
-    }
-  } else if (t->spm && sp->score) { /* SentencePiece: every split of a normal piece into two pieces, ranked by score */
-    if (!(sorted = malloc(sizeof(float) * (size_t)sp->n))) { eng_errf(err, errlen, "%s: out of memory", what); goto done; }
-    int ns = 0;
-    for (int i = 0; i < sp->n; i++) if (!sp->type || sp->type[i] == 1) sorted[ns++] = sp->score[i];
-    qsort(sorted, (size_t)ns, sizeof(float), cmp_float_desc);
-    int nd = 0;
-    for (int i = 0; i < ns; i++) if (nd == 0 || sorted[i] != sorted[nd - 1]) sorted[nd++] = sorted[i];
-    for (int i = 0; i < sp->n; i++) {
-      if (sp->type && sp->type[i] != 1) continue;
-      const char *s = sp->tok[i];
-      size_t n = sp->tok_len[i];
-      int lo = 0, hi = nd - 1; /* dense rank of the score (descending) */
-      while (lo < hi) { int mid = (lo + hi) / 2; if (sorted[mid] > sp->score[i]) lo = mid + 1; else hi = mid; }
-      for (size_t k = 1; k < n; k++) {
-        if (((unsigned char)s[k] & 0xc0) == 0x80) continue; /* not a character boundary */
-        const eng_smap_ent *a = eng_smap_get(&t->sym, s, k), *b = eng_smap_get(&t->sym, s + k, n - k);
-        if (a && b && a->val2 == 1 && b->val2 == 1 && eng_pmap_put(&t->merges, a->val, b->val, lo, i)) {
-          eng_errf(err, errlen, "%s: out of memory", what);
-          goto done;
-        }
-      }
-    }
-  }
-  if (!t->spm) {
-    if (add_stage(t, sp->pattern ? sp->pattern : GPT2_PATTERN, what, err, errlen)) goto done;
-    t->prefix_stage = 0;
-    if (finish(t, &map, NULL, what, err, errlen)) goto done;
-  } else {
-    for (int i = 0; i < t->nadded; i++) t->added[i].off = t->poff[t->added[i].id];
-    index_added(t);
-  }
-  t->bos = sp->bos >= 0 && sp->bos < t->nids ? sp->bos : -1;
-  t->eos = sp->eos >= 0 && sp->eos < t->nids ? sp->eos : -1;
-  t->unk = sp->unk >= 0 && sp->unk < t->nids ? sp->unk : -1;
-  rc = 0;
-done:
-  free(sorted);
-  free(tmp);
-  eng_smap_free(&map);
-  if (rc) eng_tok_free(t);
-  else *out = t;
-  return rc;
-}
-
-/* ---- SentencePiece ModelProto (tokenizer.model) ----------------------------------------- */
-
-typedef struct { const uint8_t *p, *end; } pb;
-
-static int pb_varint(pb *b, uint64_t *v) {
-  *v = 0;
-  for (int s = 0; s < 64; s += 7) {
-    if (b->p >= b->end) return -1;
-    uint8_t c = *b->p++;
-    *v |= (uint64_t)(c & 0x7f) << s;
-    if (!(c & 0x80)) return 0;
-  }
-  return -1;
-}
-
-/* Reads one field: *wire, *field, and for length-delimited *sub; skips others. 0, 1 at end, -1 bad. */
-static int pb_field(pb *b, int *field, int *wire, pb *sub, uint64_t *val) {
-  if (b->p >= b->end) return 1;
-  uint64_t key;
-  if (pb_varint(b, &key)) return -1;
-  *field = (int)(key >> 3);
-  *wire = (int)(key & 7);
-  switch (*wire) {
-  case 0: return pb_varint(b, val);
-  case 1: if (b->end - b->p < 8) return -1; memcpy(val, b->p, 8); b->p += 8; return 0;
-  case 5: { if (b->end - b->p < 4) return -1; uint32_t x; memcpy(&x, b->p, 4); *val = x; b->p += 4; return 0; }
-  case 2: {
-    uint64_t n;
-    if (pb_varint(b, &n) || n > (uint64_t)(b->end - b->p)) return -1;
-    sub->p = b->p;
-    sub->end = b->p + n;
-    b->p += n;
-    return 0;
-  }
-  default: return -1;
-  }
-}
-
-int eng_tok_load_spm(eng_tokenizer **out, const char *path, int prefix_mode, char *err, size_t errlen) {
-  *out = NULL;
-  size_t len;
-  char *data = eng_read_file(path, &len, (size_t)1 << 30, err, errlen);
-  if (!data) return -1;
-  pb b = {(const uint8_t *)data, (const uint8_t *)data + len}, sub;
-  int field, wire, rc = -1, n = 0, cap = 0, model_type = 1, byte_fallback = 0, add_dummy = 1;
-  uint64_t val;
-  const char **tok = NULL;
-  size_t *tlen = NULL;
-  float *score = NULL;
-  int *type = NULL;
-  int r;
-  while ((r = pb_field(&b, &field, &wire, &sub, &val)) == 0) {
-    if (field == 1 && wire == 2) { /* SentencePiece {1: piece, 2: score, 3: type} */
-      if (n == cap) {
-        cap = cap ? cap * 2 : 1024;
-        const char **t2 = realloc(tok, sizeof *tok * (size_t)cap);
-        if (t2) tok = t2;
-        size_t *l2 = realloc(tlen, sizeof *tlen * (size_t)cap);
-        if (l2) tlen = l2;
-        float *s2 = realloc(score, sizeof *score * (size_t)cap);
-        if (s2) score = s2;
-        int *y2 = realloc(type, sizeof *type * (size_t)cap);
-        if (y2) type = y2;
-        if (!t2 || !l2 || !s2 || !y2) { eng_errf(err, errlen, "%s: out of memory", path); goto done; }
-      }
-      tok[n] = "";
-      tlen[n] = 0;
-      score[n] = 0;
-      type[n] = 1;
-      pb s = sub, ps;
-      int f2, w2, r2;
-      uint64_t v2;
-      while ((r2 = pb_field(&s, &f2, &w2, &ps, &v2)) == 0) {
-        if (f2 == 1 && w2 == 2) { tok[n] = (const char *)ps.p; tlen[n] = (size_t)(ps.end - ps.p); }
-        else if (f2 == 2 && w2 == 5) { uint32_t x = (uint32_t)v2; memcpy(&score[n], &x, 4); }
-        else if (f2 == 3 && w2 == 0) type[n] = (int)v2;
-      }
-      if (r2 < 0) { eng_errf(err, errlen, "%s: malformed SentencePiece piece %d", path, n); goto done; }
-      n++;
-    } else if ((field == 2 || field == 3) && wire == 2) { /* trainer spec / normalizer spec */
-      pb s = sub, ps;
-      int f2, w2, r2;
-      uint64_t v2;
-      while ((r2 = pb_field(&s, &f2, &w2, &ps, &v2)) == 0) {
-        if (field == 2 && f2 == 3 && w2 == 0) model_type = (int)v2;      /* 1 unigram, 2 bpe */
-        if (field == 2 && f2 == 35 && w2 == 0) byte_fallback = v2 != 0;
-        if (field == 3 && f2 == 3 && w2 == 0) add_dummy = v2 != 0;        /* add_dummy_prefix */
-      }
-      if (r2 < 0) { eng_errf(err, errlen, "%s: malformed SentencePiece spec", path); goto done; }
-    }
-  }
-  if (r < 0) { eng_errf(err, errlen, "%s: not a SentencePiece model (malformed protobuf)", path); goto done; }
-  if (n == 0) { eng_errf(err, errlen, "%s: no pieces (not a SentencePiece model)", path); goto done; }
-  if (model_type != 2) { eng_errf(err, errlen, "%s: SentencePiece model type %d is not BPE (unsupported)", path, model_type); goto done; }
-  int unk = -1, bos = -1, eos = -1;
-  for (int i = 0; i < n; i++) {
-    if (type[i] == 2 && unk < 0) unk = i;
-    if (type[i] == 3 && tlen[i] == 3 && !memcmp(tok[i], "<s>", 3)) bos = i;
-    if (type[i] == 3 && tlen[i] == 4 && !memcmp(tok[i], "</s>", 4)) eos = i;
-    if (type[i] == 3) type[i] = 7; /* control pieces are never produced from text (sentencepiece) */
-  }
-  eng_tok_spec sp = {.kind = ENG_TOK_SPM, .n = n, .tok = tok, .tok_len = tlen, .type = type, .score = score,
-                     .spm_prefix = add_dummy ? (prefix_mode ? prefix_mode : 1) : 0, .byte_fallback = byte_fallback,
-                     .bos = bos, .eos = eos, .unk = unk};
-  rc = eng_tok_build(out, &sp, path, err, errlen);
-done:
-  free(tok); free(tlen); free(score); free(type);
-  free(data);
-  return rc;
-}
-
-/* ---- SentencePiece-style tokenizer.json (Llama / Mistral / Mixtral) ---------------------- */
-
-static int json_has_meta_replace(const cJSON *n) { /* a Replace(" " -> "▁") or Prepend("▁") normalizer inside n */
-  if (!n) return 0;
-  const cJSON *ty = cJSON_GetObjectItemCaseSensitive(n, "type");
-  if (cJSON_IsString(ty) && (!strcmp(ty->valuestring, "Prepend") || !strcmp(ty->valuestring, "Replace"))) {
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(n, !strcmp(ty->valuestring, "Prepend") ? "prepend" : "content");
-    if (cJSON_IsString(c) && !strcmp(c->valuestring, META)) return 1;
-  }
-  const cJSON *l = cJSON_GetObjectItemCaseSensitive(n, "normalizers");
-  for (const cJSON *e = cJSON_IsArray(l) ? l->child : NULL; e; e = e->next) if (json_has_meta_replace(e)) return 1;
-  return 0;
-}
-
-static int json_has_prepend(const cJSON *n) {
-  if (!n) return 0;
-  const cJSON *ty = cJSON_GetObjectItemCaseSensitive(n, "type");
-  if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "Prepend")) return 1;
-  const cJSON *l = cJSON_GetObjectItemCaseSensitive(n, "normalizers");
-  for (const cJSON *e = cJSON_IsArray(l) ? l->child : NULL; e; e = e->next) if (json_has_prepend(e)) return 1;
-  return 0;
-}
-
-static int is_spm_json(const cJSON *j) {
-  const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
-  const cJSON *pre = cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer");
-  const cJSON *pt = cJSON_GetObjectItemCaseSensitive(pre, "type");
-  return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback")) ||
-         (cJSON_IsString(pt) && !strcmp(pt->valuestring, "Metaspace")) ||
-         json_has_meta_replace(cJSON_GetObjectItemCaseSensitive(j, "normalizer"));
-}
-
-static int load_spm_json(eng_tokenizer **out, const cJSON *j, const char *path, const char *config_json, char *err,
-                         size_t errlen) {
-  const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
-  const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
-  const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-  const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-  const cJSON *added = cJSON_GetObjectItemCaseSensitive(j, "added_tokens");
-  const cJSON *pre = cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer");
-  if (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE") || !cJSON_IsObject(vocab) || !cJSON_IsArray(merges))
-    return eng_errf(err, errlen, "%s: SentencePiece-style tokenizer must be model.type BPE with vocab and merges", path);
-  const cJSON *pt = cJSON_GetObjectItemCaseSensitive(pre, "type");
-  if (pre && !cJSON_IsNull(pre) && !(cJSON_IsString(pt) && !strcmp(pt->valuestring, "Metaspace")))
-    return eng_errf(err, errlen, "%s: unsupported pre_tokenizer with a SentencePiece-style model (Metaspace only)", path);
-  if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pre, "split")))
-    return eng_errf(err, errlen, "%s: Metaspace split=true is not supported", path);
-  int prefix = ENG_SPM_PREFIX_NONE;
-  if (json_has_prepend(cJSON_GetObjectItemCaseSensitive(j, "normalizer"))) prefix = ENG_SPM_PREFIX_ALWAYS;
-  else if (cJSON_IsString(pt)) {
-    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(pre, "prepend_scheme");
-    const cJSON *aps = cJSON_GetObjectItemCaseSensitive(pre, "add_prefix_space");
-    if (cJSON_IsString(ps)) prefix = strcmp(ps->valuestring, "never") ? ENG_SPM_PREFIX_FIRST : ENG_SPM_PREFIX_NONE;
-    else prefix = cJSON_IsFalse(aps) ? ENG_SPM_PREFIX_NONE : ENG_SPM_PREFIX_FIRST;
-  }
-  int n = max_id_of(vocab, -1) + 1;
-  for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) {
-    int id = vocab_id(cJSON_GetObjectItemCaseSensitive(a, "id"));
-    if (id >= n) n = id + 1;
-  }
-  if (n <= 0) return eng_errf(err, errlen, "%s: empty vocab", path);
-  int nm = cJSON_GetArraySize(merges), rc = -1;
-  const char **tok = calloc((size_t)n, sizeof *tok), **mer = calloc((size_t)nm + 1, sizeof *mer);
-  size_t *tl = calloc((size_t)n, sizeof *tl), *ml = calloc((size_t)nm + 1, sizeof *ml);
-  int *ty = calloc((size_t)n, sizeof *ty);
-  char **own = calloc((size_t)nm + 1, sizeof *own);
-  if (!tok || !mer || !tl || !ml || !ty || !own) { eng_errf(err, errlen, "%s: out of memory", path); goto done; }
-  for (int i = 0; i < n; i++) { tok[i] = ""; ty[i] = 5; }
-  for (const cJSON *e = vocab->child; e; e = e->next) {
-    int id = vocab_id(e);
-    if (id < 0 || !e->string) { eng_errf(err, errlen, "%s: bad vocab entry", path); goto done; }
-    tok[id] = e->string;
-    tl[id] = strlen(e->string);
-    unsigned b;
-    char tail;
-    ty[id] = tl[id] == 6 && sscanf(e->string, "<0x%2X%c", &b, &tail) == 2 && tail == '>' ? 6 : 1;
-  }
-  for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) {
-    int id = vocab_id(cJSON_GetObjectItemCaseSensitive(a, "id"));
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(a, "content");
-    if (id < 0 || !cJSON_IsString(c)) { eng_errf(err, errlen, "%s: bad added_tokens entry", path); goto done; }
-    tok[id] = c->valuestring;
-    tl[id] = strlen(c->valuestring);
-    ty[id] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "special")) ? 3 : 4;
-  }
-  int r = 0;
-  for (const cJSON *m = merges->child; m; m = m->next, r++) {
-    if (cJSON_IsString(m)) { mer[r] = m->valuestring; ml[r] = strlen(m->valuestring); continue; }
-    if (cJSON_GetArraySize(m) != 2 || !cJSON_IsString(m->child) || !cJSON_IsString(m->child->next)) {
-      eng_errf(err, errlen, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", path, r);
-      goto done;
-    }
-    size_t la = strlen(m->child->valuestring), lb = strlen(m->child->next->valuestring);
-    if (!(own[r] = malloc(la + lb + 2))) { eng_errf(err, errlen, "%s: out of memory", path); goto done; }
-    memcpy(own[r], m->child->valuestring, la);
-    own[r][la] = ' ';
-    memcpy(own[r] + la + 1, m->child->next->valuestring, lb + 1);
-    mer[r] = own[r];
-    ml[r] = la + lb + 1;
-  }
-  const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
-  int unk_id = -1;
-  if (cJSON_IsString(unk))
-    for (int i = 0; i < n && unk_id < 0; i++) if (!strcmp(tok[i], unk->valuestring)) unk_id = i;
-  eng_tok_spec sp = {.kind = ENG_TOK_SPM, .n = n, .tok = tok, .tok_len = tl, .type = ty, .n_merges = nm, .merge = mer,
-                     .merge_len = ml, .spm_prefix = prefix,
-                     .byte_fallback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback")),
-                     .bos = -1, .eos = -1, .unk = unk_id};
-  if (eng_tok_build(out, &sp, path, err, errlen)) goto done;
-  if (config_json) {
-    cJSON *cfg = parse_json_file(config_json, err, errlen);
-    if (!cfg) { eng_tok_free(*out); *out = NULL; goto done; }
-    (*out)->bos = config_token(*out, cfg, "bos_token");
-    (*out)->eos = config_token(*out, cfg, "eos_token");
-    cJSON_Delete(cfg);
-  }
-  rc = 0;
-done:
-  for (int i = 0; own && i < nm; i++) free(own[i]);
-  free(own); free(tok); free(mer); free(tl); free(ml); free(ty);
-  return rc;
-}
