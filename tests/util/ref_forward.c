@@ -23,6 +23,16 @@ typedef struct R {
   int bad;
 } R;
 
+/* Records the first failure (a missing tensor, a bad config) in r->err; later ones are dropped. */
+static void ref_fail(R *r, const char *fmt, ...) {
+  if (r->bad) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->err, r->errlen, fmt, ap);
+  va_end(ap);
+  r->bad = 1;
+}
+
 static double *dalloc(R *r, size_t n) {
   double *p = calloc(n ? n : 1, sizeof(double));
   if (r->nalloc < 65536) r->allocs[r->nalloc++] = p;
@@ -45,7 +55,7 @@ static double *T(R *r, int required, const char *fmt, ...) {
   va_end(ap);
   const eng_st_tensor *t = eng_st_find(&r->set, name);
   if (!t) {
-    if (required && !r->bad) { snprintf(r->err, r->errlen, "ref: missing tensor %s", name); r->bad = 1; }
+    if (required) ref_fail(r, "ref: missing tensor %s", name);
     return NULL;
   }
   int64_t n = eng_st_numel(t);
