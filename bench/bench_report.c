@@ -1,10 +1,11 @@
 /* bench_report.c — how long `stats` and `report` take on a large trace DB. Generates a
- * synthetic trace (L=8 layers, E=32 experts, k=2, 512-token sequences with 4 labels,
- * skewed routing) with N routing rows (default 1e6; e.g. 1e7 as the first argument),
- * optionally router_probs too (--full), then times rep_stats_cmd and rep_report_cmd.
- * Usage: bench_report [N] [--full] [--dir DIR] [--reuse]   (prints seconds; not a test) */
+ * synthetic trace through the sink (L=8 layers, E=32 experts, k=2, 512-token sequences with
+ * 4 labels, skewed routing, token ids + vocab) with N routing rows (default 1e6; e.g. 1e7 as
+ * the first argument), optionally router_probs too (--full), then times rep_stats_cmd,
+ * stats --structure and rep_report_cmd. --scan times the fallback that reads `routing` row by
+ * row (as for DBs from other tools without routing_packed).
+ * Usage: bench_report [N] [--full] [--dir DIR] [--reuse] [--scan]  (prints seconds; not a test) */
 #include <math.h>
-#include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,85 +24,67 @@ static double now_s(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int exec(sqlite3 *db, const char *sql) {
-  char *msg = NULL;
-  if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-    fprintf(stderr, "bench_report: SQL error: %s\n", msg);
-    sqlite3_free(msg);
-    return -1;
-  }
-  return 0;
-}
-
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static double urand(void) {
   rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
   return (double)(rng >> 11) / 9007199254740992.0;
 }
 
+/* Writes the trace through the real sink (probes/prb_sink.c), as `moescope run` does: one
+ * route event per (sequence, layer) of SEQ_LEN tokens, token ids and a vocab, so the report
+ * reads what the engine would have written (routing rows + routing_packed). */
 static int generate(const char *path, long long n_rows, int full) {
   unlink(path);
-  sqlite3 *db;
-  if (sqlite3_open(path, &db) != SQLITE_OK) { fprintf(stderr, "bench_report: cannot create %s\n", path); return -1; }
-  if (exec(db, prb_schema_sql) || exec(db, "PRAGMA user_version = 1") ||
-      exec(db, "PRAGMA journal_mode = OFF") || exec(db, "PRAGMA synchronous = OFF") ||
-      exec(db, "BEGIN")) { sqlite3_close(db); return -1; }
-  char q[512];
-  snprintf(q, sizeof q, "INSERT INTO runs(run_id, family, n_layers, n_experts, top_k, policy,"
-           " record_level) VALUES (1, 'mixtral', %d, %d, %d, 'topk', '%s')", L, E, K,
-           full ? "full" : "topk");
-  exec(db, q);
+  char wal[4200];
+  snprintf(wal, sizeof wal, "%s-wal", path); unlink(wal);
+  snprintf(wal, sizeof wal, "%s-shm", path); unlink(wal);
+  char err[512];
+  prb_sink *sk;
+  if (prb_sink_open(&sk, path, 0, err, sizeof err)) { fprintf(stderr, "bench_report: %s\n", err); return -1; }
+  prb_run_info ri = {0};
+  ri.family = "mixtral"; ri.policy = "topk"; ri.n_layers = L; ri.n_experts = E; ri.top_k = K;
+  ri.record_level = full ? PRB_LEVEL_FULL : PRB_LEVEL_TOPK; ri.model_path = "bench"; ri.device = "cpu";
+  int64_t run;
+  if (prb_sink_begin_run(sk, &ri, &run, err, sizeof err)) { fprintf(stderr, "bench_report: %s\n", err); prb_sink_close(sk, err, sizeof err); return -1; }
+  enum { V = 512 };
+  char pieces[V][16];
+  const char *pp[V];
+  size_t pl[V];
+  for (int i = 0; i < V; i++) { snprintf(pieces[i], sizeof pieces[i], "tok%d", i); pp[i] = pieces[i]; pl[i] = strlen(pieces[i]); }
+  prb_sink_vocab(sk, V, pp, pl);
+  prb_probe pr = prb_sink_probe(sk, ri.record_level);
   static const char *labs[NLAB] = {"code", "math", "prose", "chat"};
-  sqlite3_stmt *sq, *rt, *rp = NULL, *el;
-  sqlite3_prepare_v2(db, "INSERT INTO sequences VALUES (1,?,?,'bench',?)", -1, &sq, NULL);
-  sqlite3_prepare_v2(db, "INSERT INTO routing VALUES (1,?,?,?,?,?,?)", -1, &rt, NULL);
-  sqlite3_prepare_v2(db, "INSERT INTO expert_load VALUES (1,?,?,?,?,?,0)", -1, &el, NULL);
-  if (full) sqlite3_prepare_v2(db, "INSERT INTO router_probs VALUES (1,?,?,?,?,?)", -1, &rp, NULL);
+  static int seqs[SEQ_LEN], pos[SEQ_LEN], ids[SEQ_LEN], ex[SEQ_LEN * K];
+  static float w[SEQ_LEN * K], probs[SEQ_LEN * E], logits[SEQ_LEN * E];
   long long tokens = n_rows / (L * K), done = 0;
-  float probs[E], logits[E];
+  int64_t batch = 0;
   for (int seq = 0; done < tokens; seq++) {
     int len = tokens - done < SEQ_LEN ? (int)(tokens - done) : SEQ_LEN;
     int lab = seq % NLAB;
-    sqlite3_bind_int(sq, 1, seq); sqlite3_bind_text(sq, 2, labs[lab], -1, SQLITE_STATIC);
-    sqlite3_bind_int(sq, 3, len); sqlite3_step(sq); sqlite3_reset(sq);
+    pr.sequence(pr.ctx, seq, labs[lab], "bench", len);
+    for (int p = 0; p < len; p++) { seqs[p] = seq; pos[p] = p; ids[p] = (int)(V * pow(urand(), 3.0)); }
+    pr.tokens(pr.ctx, seq, len, pos, ids, PRB_PHASE_PREFILL, NULL);
     for (int l = 0; l < L; l++) {
-      long long cnt[E] = {0};
-      double ws[E] = {0};
       for (int p = 0; p < len; p++) {
         /* skew: expert (lab*4 + l) preferred, a power-law over the rest */
         int a = (lab * 4 + l) % E, b = (int)(E * pow(urand(), 2.0));
         if (urand() < 0.5) a = (int)(E * urand());
         if (b == a) b = (a + 1) % E;
-        int ex[K] = {a, b};
-        for (int k = 0; k < K; k++) {
-          sqlite3_bind_int(rt, 1, seq); sqlite3_bind_int(rt, 2, p); sqlite3_bind_int(rt, 3, l);
-          sqlite3_bind_int(rt, 4, k); sqlite3_bind_int(rt, 5, ex[k]);
-          sqlite3_bind_double(rt, 6, k ? 0.4 : 0.6);
-          sqlite3_step(rt); sqlite3_reset(rt);
-          cnt[ex[k]]++; ws[ex[k]] += k ? 0.4 : 0.6;
-        }
-        if (rp) {
+        ex[p * K] = a; ex[p * K + 1] = b; w[p * K] = 0.6f; w[p * K + 1] = 0.4f;
+        if (full) {
           double z = 0;
-          for (int e = 0; e < E; e++) { logits[e] = (float)(urand() * 2 + (e == a || e == b ? 2 : 0)); z += exp(logits[e]); }
-          for (int e = 0; e < E; e++) probs[e] = (float)(exp(logits[e]) / z);
-          sqlite3_bind_int(rp, 1, seq); sqlite3_bind_int(rp, 2, p); sqlite3_bind_int(rp, 3, l);
-          sqlite3_bind_blob(rp, 4, probs, sizeof probs, SQLITE_STATIC);
-          sqlite3_bind_blob(rp, 5, logits, sizeof logits, SQLITE_STATIC);
-          sqlite3_step(rp); sqlite3_reset(rp);
+          for (int e = 0; e < E; e++) { logits[p * E + e] = (float)(urand() * 2 + (e == a || e == b ? 2 : 0)); z += exp(logits[p * E + e]); }
+          for (int e = 0; e < E; e++) probs[p * E + e] = (float)(exp(logits[p * E + e]) / z);
         }
       }
-      for (int e = 0; e < E; e++) {
-        sqlite3_bind_int(el, 1, seq); sqlite3_bind_int(el, 2, l); sqlite3_bind_int(el, 3, e);
-        sqlite3_bind_int64(el, 4, cnt[e]); sqlite3_bind_double(el, 5, ws[e]);
-        sqlite3_step(el); sqlite3_reset(el);
-      }
+      prb_route_batch rb = {batch, l, len, K, E, seqs, pos, ex, w, full ? probs : NULL, full ? logits : NULL, NULL};
+      pr.route(pr.ctx, &rb);
     }
+    batch++;
     done += len;
   }
-  sqlite3_finalize(sq); sqlite3_finalize(rt); sqlite3_finalize(el); sqlite3_finalize(rp);
-  int rc = exec(db, "COMMIT");
-  sqlite3_close(db);
-  return rc;
+  if (prb_sink_close(sk, err, sizeof err)) { fprintf(stderr, "bench_report: %s\n", err); return -1; }
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -111,9 +94,11 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--full")) full = 1;
     else if (!strcmp(argv[i], "--reuse")) reuse = 1;
+    else if (!strcmp(argv[i], "--scan")) setenv("MOESCOPE_NO_PACKED", "1", 1);
     else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
     else if (!strcmp(argv[i], "--help")) {
-      printf("usage: bench_report [N_ROUTING_ROWS (1e6)] [--full] [--dir DIR] [--reuse]\n"
+      printf("usage: bench_report [N_ROUTING_ROWS (1e6)] [--full] [--dir DIR] [--reuse] [--scan]\n"
+             "  --scan: read `routing` row by row (fallback path) instead of routing_packed\n"
              "  --reuse: time an existing DIR/bench_report.db instead of generating one\n");
       return 0;
     } else n = (long long)strtod(argv[i], NULL);
@@ -138,6 +123,10 @@ int main(int argc, char **argv) {
   if (rep_stats_cmd(db, -1, 1, devnull, err, sizeof err) != 0) { fprintf(stderr, "stats --json: %s\n", err); return 1; }
   t1 = now_s();
   printf("stats json: %.3f s\n", t1 - t0);
+  t0 = now_s();
+  if (rep_stats_cmd(db, -1, REP_STATS_STRUCTURE, devnull, err, sizeof err) != 0) { fprintf(stderr, "stats --structure: %s\n", err); return 1; }
+  t1 = now_s();
+  printf("stats structure: %.3f s\n", t1 - t0);
   fclose(devnull);
   t0 = now_s();
   if (rep_report_cmd(db, -1, out, err, sizeof err) != 0) { fprintf(stderr, "report: %s\n", err); return 1; }

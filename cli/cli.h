@@ -19,6 +19,7 @@ int cli_info(int argc, char **argv);
 int cli_convert(int argc, char **argv);
 int cli_placement(int argc, char **argv);
 int cli_compare(int argc, char **argv);
+int cli_export(int argc, char **argv);
 
 /* Prints "moescope <cmd>: <message>" to stderr and returns code. */
 int cli_fail(int code, const char *cmd, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

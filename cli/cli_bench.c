@@ -1,12 +1,14 @@
 /* cli_bench.c — `moescope bench`: prefill and decode throughput with the probe off and
  * at each record level (overhead in % against off, measured in the same run), plus the
- * decode memory-bandwidth roofline: bytes of weights a decode step must read divided by
- * the time, as a share of the read bandwidth the bench measures on this machine. */
+ * decode memory-bandwidth roofline: bytes of weights a decode step must read (at their
+ * stored size: weights are read in place from the mapping) divided by the time, as a
+ * share of the read bandwidth the bench measures on this machine. */
 #include "cli/cli.h"
 #include "engine/eng_forward.h"
 #include "probes/prb_sink.h"
 
 #include <limits.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,23 +16,35 @@
 
 static double now_s(void) { return (double)prb_now_ns() * 1e-9; }
 
-/* Read bandwidth: sum a buffer much larger than the caches, best of several passes. */
+/* Read bandwidth: each thread sums 8 interleaved streams of a 1 GiB buffer (far beyond
+ * the last-level cache; several streams per core, as a matmul reads 4+ weight rows at
+ * once), best of several passes. */
 static double measure_bw(void) {
-  size_t n = (size_t)256 << 20 >> 2; /* 256 MiB of floats */
+  size_t n = (size_t)1 << 30 >> 2, S = 8; /* 1 GiB of floats */
   float *b = malloc(n * sizeof(float));
   if (!b) return 0;
+  #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n; i++) b[i] = (float)(i & 7);
   double best = 0;
   volatile float sink = 0;
-  for (int r = 0; r < 5; r++) {
+  for (int r = 0; r < 4; r++) {
     double t0 = now_s();
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    #pragma omp parallel for reduction(+:s0,s1,s2,s3) schedule(static)
-    for (size_t i = 0; i < n; i += 16) {
-      s0 += b[i]; s1 += b[i + 4]; s2 += b[i + 8]; s3 += b[i + 12];
+    float tot = 0;
+    #pragma omp parallel reduction(+:tot)
+    {
+      int nt = omp_get_num_threads(), id = omp_get_thread_num();
+      size_t per = n / (size_t)nt / S / 16 * 16, base = per * S * (size_t)id;
+      float acc[8][16] = {{0}};
+      for (size_t i = 0; i < per; i += 16)
+        for (size_t s = 0; s < S; s++) {
+          const float *p = b + base + s * per + i;
+          #pragma omp simd
+          for (int j = 0; j < 16; j++) acc[s][j] += p[j];
+        }
+      for (size_t s = 0; s < S; s++) for (int j = 0; j < 16; j++) tot += acc[s][j];
     }
     double t = now_s() - t0;
-    sink += s0 + s1 + s2 + s3;
+    sink += tot;
     double bw = (double)n * sizeof(float) / t;
     if (bw > best) best = bw;
   }
@@ -120,8 +134,11 @@ int cli_bench(int argc, char **argv) {
   if (n_decode < 1) { eng_model_free(&m); return cli_fail(CLI_USAGE, C, "--prefill %ld leaves no room to decode in a context of %d", n_prefill, m.cfg.max_pos); }
   char db[PATH_MAX];
   snprintf(db, sizeof db, "/tmp/moescope-bench-%d.db", (int)getpid());
-  printf("model %s: %d layers, %d experts top-%d, hidden %d, %s weights (float32 compute), %d threads, cpu [%s]\n",
-         dir, m.cfg.n_layers, m.cfg.n_experts, m.cfg.top_k, m.cfg.hidden, m.dtype, krn_get_threads(), krn_cpu_features());
+  printf("model %s: %d layers, %d experts top-%d, hidden %d, %s weights read in place (float32 compute; "
+         "%.1f MB mapped, %.1f MB copied), %d threads, cpu [%s]\n",
+         dir, m.cfg.n_layers, m.cfg.n_experts, m.cfg.top_k, m.cfg.hidden, m.dtype,
+         (double)(m.weight_bytes - m.copied_weight_bytes) / 1e6, (double)m.copied_weight_bytes / 1e6, krn_get_threads(),
+         krn_cpu_features());
   double bw = measure_bw();
   printf("measured read bandwidth: %.1f GB/s\n\n", bw / 1e9);
   printf("%-8s %14s %10s %14s %10s\n", "record", "prefill tok/s", "overhead", "decode tok/s", "overhead");
@@ -139,9 +156,10 @@ int cli_bench(int argc, char **argv) {
            level ? 100.0 * (base.prefill_tps / r.prefill_tps - 1) : 0.0, r.decode_tps,
            level ? 100.0 * (base.decode_tps / r.decode_tps - 1) : 0.0);
   }
-  /* decode roofline: float32 weights a decode token reads = active params * 4 bytes
-   * (embedding: one row, not the table) */
-  double bytes = ((double)m.n_active_params - (double)m.cfg.vocab * m.cfg.hidden + m.cfg.hidden) * 4.0;
+  /* decode roofline: the bytes of weights a decode token reads, at their stored size (the
+   * kernels read BF16 / F16 / Q8_0 in place): dense matrices, router, k experts, one
+   * embedding row, the output head */
+  double bytes = eng_model_decode_bytes(&m);
   if (rc == CLI_OK && bw > 0)
     printf("\ndecode (probe off): %.2f MB of weights per token -> %.1f GB/s effective = %.1f%% of the measured "
            "bandwidth roofline (%.0f tok/s at 100%%)\n", bytes / 1e6, bytes * base.decode_tps / 1e9,

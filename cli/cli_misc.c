@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "engine/eng_model.h"
 #include "engine/eng_synth.h"
+#include "analysis/ana_diag.h"
 #include "reports/rep_commands.h"
 
 #include <limits.h>
@@ -68,20 +69,36 @@ static int db_cmd(int argc, char **argv, const char *C, int is_report) {
   const char *db = NULL, *out = NULL, *v;
   long run = -1;
   int json = 0;
+  unsigned docs = REP_DOC_ALL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (cli_is_help(a)) {
-      if (is_report) printf("usage: moescope report TRACE.db -o DIR [--run ID]\n"
-                            "Writes DIR/index.html, DIR/report.md and heatmaps (PNG + SVG).\n");
-      else printf("usage: moescope stats TRACE.db [--run ID] [--json]\n"
-                  "Balance per layer: CV, MaxVio, normalised entropy, Gini, min/max, dead experts,\n"
-                  "Switch aux loss and router z-loss (when router probabilities were recorded).\n");
+      if (is_report) printf("usage: moescope report TRACE.db -o DIR [--run ID] [--format html,md,tex,pdf]\n"
+                            "Writes DIR/index.html (self-contained), report.md, report.tex (booktabs, PDF figures),\n"
+                            "tables/*.csv and figures (PNG + SVG for html/md, PDF for tex/pdf): load heatmap,\n"
+                            "balance per layer, label preference, co-activation, cross-layer transitions, load\n"
+                            "along position, gate-weight distributions, top tokens per expert. Default: all.\n");
+      else printf("usage: moescope stats TRACE.db [--run ID] [--json | --csv] [--structure]\n"
+                  "Balance per layer: CV, MaxVio, normalised entropy, Gini, min/max, dead experts, Jain's\n"
+                  "index, capacity overflow (share of slots dropped at capacity factor 1, 1.25, 2 per batch),\n"
+                  "Switch aux loss and router z-loss (when router probabilities were recorded).\n"
+                  "--structure (text or --json) adds co-activation, cross-layer MI, repetition, position\n"
+                  "drift, label test, token specialization, gate weights and the top tokens of every expert\n"
+                  "per layer (needs routing rows).\n");
       return CLI_OK;
+    }
+    if (!strcmp(a, "--format") && is_report) {
+      char ferr[256];
+      if (!(v = cli_value(argc, argv, &i, C))) return CLI_USAGE;
+      if (!(docs = rep_parse_formats(v, ferr, sizeof ferr))) return cli_fail(CLI_USAGE, C, "%s", ferr);
+      continue;
     }
     if (!strcmp(a, "--run")) {
       if (!(v = cli_value(argc, argv, &i, C))) return CLI_USAGE;
       if (cli_int(v, 1, LONG_MAX, &run)) return cli_fail(CLI_USAGE, C, "--run: invalid run id '%s'", v);
-    } else if (!strcmp(a, "--json") && !is_report) json = 1;
+    } else if (!strcmp(a, "--json") && !is_report) json = (json & ~3) | 1;
+    else if (!strcmp(a, "--csv") && !is_report) json = (json & ~3) | REP_STATS_CSV;
+    else if (!strcmp(a, "--structure") && !is_report) json |= REP_STATS_STRUCTURE;
     else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && is_report) { if (!(out = cli_value(argc, argv, &i, C))) return CLI_USAGE; }
     else if (!strcmp(a, "--db")) { if (!(db = cli_value(argc, argv, &i, C))) return CLI_USAGE; }
     else if (a[0] == '-') return cli_fail(CLI_USAGE, C, "unknown option '%s' (see moescope %s --help)", a, C);
@@ -92,8 +109,9 @@ static int db_cmd(int argc, char **argv, const char *C, int is_report) {
   char err[1024] = "";
   if (is_report) {
     if (!out) return cli_fail(CLI_USAGE, C, "missing -o DIR");
-    if (rep_report_cmd(db, run, out, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
-    fprintf(stderr, "moescope report: wrote %s/index.html\n", out);
+    if (rep_report_cmd_fmt(db, run, out, docs, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
+    fprintf(stderr, "moescope report: wrote %s/%s\n", out, docs & REP_DOC_HTML ? "index.html" : docs & REP_DOC_MD ? "report.md"
+            : docs & REP_DOC_TEX ? "report.tex" : "*.pdf");
     return CLI_OK;
   }
   if (rep_stats_cmd(db, run, json, stdout, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
@@ -103,6 +121,56 @@ static int db_cmd(int argc, char **argv, const char *C, int is_report) {
 int cli_stats(int argc, char **argv) { return db_cmd(argc, argv, "stats", 0); }
 int cli_report(int argc, char **argv) { return db_cmd(argc, argv, "report", 1); }
 
+int cli_diagnose(int argc, char **argv);
+int cli_diagnose(int argc, char **argv) {
+  const char *C = "diagnose", *db = NULL, *v;
+  long run = -1;
+  int json = 0;
+  ana_diag_thr t;
+  ana_diag_thr_default(&t);
+  struct { const char *name; double *dst; double lo, hi; } opts[] = {
+    {"--min-slots", &t.min_slots, 0, 1e12}, {"--collapse-frac", &t.collapse_frac, 0, 1},
+    {"--collapse-share", &t.collapse_share, 0, 1}, {"--collapse-tok", &t.collapse_tok, 0, 1},
+    {"--imb-cv", &t.imb_cv, 0, 1e6}, {"--imb-maxvio", &t.imb_maxvio, 0, 1e6}, {"--dead-frac", &t.dead_frac, 0, 1},
+    {"--sat-frac", &t.sat_frac, 0, 1}, {"--pinned-w", &t.pinned_w, 0, 1}, {"--uniform-tol", &t.uniform_tol, 0, 10},
+    {"--margin", &t.margin, 0, 1}, {"--drift-js", &t.drift_js, 0, 1}, {"--alpha", &t.alpha, 0, 1}};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (cli_is_help(a)) {
+      printf("usage: moescope diagnose TRACE.db [--run ID] [--json] [threshold options]\n"
+             "Verdict per MoE layer: healthy, imbalanced, collapsed, dead experts, router saturation, drift,\n"
+             "with the evidence. Exit status 0 = healthy, 3 = findings, 1 = error, 2 = usage.\n"
+             "Thresholds (defaults): collapsed when the busiest ceil(--collapse-frac 0.25 x E) experts hold\n"
+             ">= --collapse-share 0.55 of the slots, or the busiest expert is in the top-k of >= --collapse-tok\n"
+             "0.667 of the tokens; --imb-cv 0.5, --imb-maxvio 1.0, --alpha 1e-3 (significance), --dead-frac 0.1\n"
+             "(of the fair share), --sat-frac 0.5, --pinned-w 0.99, --uniform-tol 0.05, --margin 1e-3,\n"
+             "--drift-js 0.5 (bits), --min-slots 10 (per expert; below: insufficient data).\n");
+      return CLI_OK;
+    }
+    int handled = 0;
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
+      if (!strcmp(a, opts[k].name)) {
+        if (!(v = cli_value(argc, argv, &i, C))) return CLI_USAGE;
+        if (cli_double(v, opts[k].lo, opts[k].hi, opts[k].dst))
+          return cli_fail(CLI_USAGE, C, "%s: invalid value '%s' (expected a number in %g..%g)", a, v, opts[k].lo, opts[k].hi);
+        handled = 1;
+      }
+    if (handled) continue;
+    if (!strcmp(a, "--run")) {
+      if (!(v = cli_value(argc, argv, &i, C))) return CLI_USAGE;
+      if (cli_int(v, 1, LONG_MAX, &run)) return cli_fail(CLI_USAGE, C, "--run: invalid run id '%s'", v);
+    } else if (!strcmp(a, "--json")) json = 1;
+    else if (!strcmp(a, "--db")) { if (!(db = cli_value(argc, argv, &i, C))) return CLI_USAGE; }
+    else if (a[0] == '-') return cli_fail(CLI_USAGE, C, "unknown option '%s' (see moescope diagnose --help)", a);
+    else if (!db) db = a;
+    else return cli_fail(CLI_USAGE, C, "unexpected argument '%s'", a);
+  }
+  if (!db) db = "trace.db";
+  char err[1024] = "";
+  int findings = 0;
+  if (rep_diagnose_cmd(db, run, &t, json, stdout, &findings, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
+  return findings ? 3 : CLI_OK;
+}
 
 int cli_info(int argc, char **argv) {
   const char *C = "info", *dir = NULL;

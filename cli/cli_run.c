@@ -2,12 +2,14 @@
  * sink, then scores or generates each input (files, a labelled folder, prompts, ids)
  * through engine/eng_session, printing perplexity per label or generated text. */
 #include "cli/cli.h"
+#include "engine/eng_cuda.h"
 #include "engine/eng_forward.h"
 #include "engine/eng_npy.h"
 #include "engine/eng_session.h"
 #include "engine/eng_tokenizer.h"
 #include "engine/eng_util.h"
 #include "probes/prb_sink.h"
+#include "probes/prb_nvtx.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -39,7 +41,8 @@ static void usage(FILE *f) {
     "  --model DIR               HF-layout model folder (default: models/tiny-mixtral)\n"
     "  --db PATH                 trace DB, a new run is appended (default trace.db)\n"
     "  --record LEVEL            off | counts | topk (default) | full\n"
-    "  --route SPEC              router policy: native (default) | topk:k=K,renorm=0|1\n"
+    "  --route SPEC              router policy: native (default) | topk | topp | capacity | expert_choice |\n"
+    "                            bias | group | noisy | hash | random, e.g. capacity:cf=1.25,k=2 (README)\n"
     "  --window N                scoring window in tokens (default: the model's context)\n"
     "  --max-tokens N            use at most N tokens of each file\n"
     "  --batch N                 tokens per forward batch (default 256)\n"
@@ -186,11 +189,15 @@ int cli_run(int argc, char **argv) {
   free(dir_paths);
   dir_paths = NULL;
   if (n_in == 0) { cli_fail(CLI_USAGE, CMD, "no input: give --file, --dir, --prompt or --ids (see --help)"); goto usage_err; }
-  if (strcmp(device, "cpu")) {
-    if (!strcmp(device, "cuda")) cli_fail(CLI_ERR, CMD, "--device cuda: the CUDA backend is not available in this build (Step 5); use --device cpu");
-    else cli_fail(CLI_USAGE, CMD, "--device: unknown device '%s' (cpu, cuda)", device);
-    rc = !strcmp(device, "cuda") ? CLI_ERR : CLI_USAGE;
+  int use_cuda = !strcmp(device, "cuda");
+  if (strcmp(device, "cpu") && !use_cuda) {
+    cli_fail(CLI_USAGE, CMD, "--device: unknown device '%s' (cpu, cuda)", device);
+    rc = CLI_USAGE;
     goto out_inputs;
+  }
+  if (use_cuda) {
+    char why[512];
+    if (!eng_cuda_available(why, sizeof why)) { rc = cli_fail(CLI_ERR, CMD, "--device cuda: %s; use --device cpu", why); goto out_inputs; }
   }
   if (!model_dir) model_dir = cli_default_model();
   if (threads > 0) krn_set_threads((int)threads);
@@ -249,12 +256,13 @@ int cli_run(int argc, char **argv) {
     goto out_tok;
   }
   prb_sink *sink = NULL;
+  prb_scope *scope = NULL;   /* NVTX ranges + CUPTI (probes/prb_nvtx.h) */
   prb_probe probe = prb_probe_none();
   int64_t run_id = 0;
   char *cmdline = cli_join(argc + 1, argv - 1);
   if (level > PRB_LEVEL_OFF) {
     if (prb_sink_open(&sink, db, 0, err, sizeof err)) { rc = cli_fail(CLI_ERR, CMD, "%s", err); free(cmdline); goto out_pol; }
-    prb_run_info ri = {model_dir, model.sha256, model.cfg.model_type, pol->spec, "cpu", model.dtype, cmdline,
+    prb_run_info ri = {model_dir, model.sha256, model.cfg.model_type, pol->spec, device, model.dtype, cmdline,
                        model.cfg.n_layers, model.cfg.n_experts, model.cfg.top_k, model.cfg.n_shared_experts,
                        krn_get_threads(), level};
     if (prb_sink_begin_run(sink, &ri, &run_id, err, sizeof err)) {
@@ -274,9 +282,19 @@ int cli_run(int argc, char **argv) {
     probe = prb_sink_probe(sink, level);
   }
   free(cmdline);
+  {
+    prb_scope_opts so = prb_scope_defaults(run_id);
+    so.cupti = !strcmp(device, "cuda");
+    char warn[512];
+    scope = prb_scope_open(&probe, &so, warn, sizeof warn);
+    if (warn[0] && !quiet) fprintf(stderr, "moescope run: %s\n", warn);
+  }
   int ctx_len = window > 0 ? (int)window : model.cfg.max_pos;
   eng_ctx ctx;
-  if (eng_ctx_init(&ctx, &model, krn_cpu_backend(), pol, probe, ctx_len, (int)batch, err, sizeof err)) {
+  eng_cuda_ctx *gctx = NULL;   /* --device cuda: the GPU context replaces ctx */
+  memset(&ctx, 0, sizeof ctx);
+  if (use_cuda ? eng_cuda_ctx_init(&gctx, &model, pol, probe, ctx_len, (int)batch, err, sizeof err)
+               : eng_ctx_init(&ctx, &model, krn_cpu_backend(), pol, probe, ctx_len, (int)batch, err, sizeof err)) {
     rc = cli_fail(CLI_ERR, CMD, "%s", err);
     goto out_sink;
   }
@@ -305,7 +323,8 @@ int cli_run(int argc, char **argv) {
       eng_score_result res;
       if (n > ctx_len && window == 0 && !quiet && in[i].kind != 0)
         fprintf(stderr, "moescope run: input longer than the context (%d), scored in windows\n", ctx_len);
-      if (eng_score(&ctx, ids, n, ctx_len, i, NULL, &res, have_npy ? dump_cb : NULL, &npy, err, sizeof err)) {
+      if (gctx ? eng_cuda_score(gctx, ids, n, ctx_len, i, NULL, &res, have_npy ? dump_cb : NULL, &npy, err, sizeof err)
+               : eng_score(&ctx, ids, n, ctx_len, i, NULL, &res, have_npy ? dump_cb : NULL, &npy, err, sizeof err)) {
         rc = cli_fail(CLI_ERR, CMD, "%s", err[0] ? err : "scoring failed");
         failed = 1;
       } else {
@@ -322,8 +341,11 @@ int cli_run(int argc, char **argv) {
       if (n_new < 0) { rc = cli_fail(CLI_USAGE, CMD, "prompt of %d tokens does not fit the context (%d)", n, ctx_len); failed = 1; }
       else {
         if (!quiet && tok) { char *t; size_t tl; if (!eng_tok_decode(tok, ids, (size_t)n, &t, &tl)) { fwrite(t, 1, tl, stdout); free(t); } }
-        if (eng_generate(&ctx, ids, n, (int)n_new, &sampler, ignore_eos ? -1 : tok ? eng_tok_eos(tok) : model.cfg.eos_id, i, out, &nout,
-                         quiet ? NULL : print_tok, tok, have_npy ? dump_cb : NULL, &npy, err, sizeof err)) {
+        int stop = ignore_eos ? -1 : tok ? eng_tok_eos(tok) : model.cfg.eos_id;
+        if (gctx ? eng_cuda_generate(gctx, ids, n, (int)n_new, &sampler, stop, i, out, &nout, quiet ? NULL : print_tok, tok,
+                                     have_npy ? dump_cb : NULL, &npy, err, sizeof err)
+                 : eng_generate(&ctx, ids, n, (int)n_new, &sampler, stop, i, out, &nout,
+                                quiet ? NULL : print_tok, tok, have_npy ? dump_cb : NULL, &npy, err, sizeof err)) {
           rc = cli_fail(CLI_ERR, CMD, "%s", err[0] ? err : "generation failed");
           failed = 1;
         }
@@ -349,8 +371,15 @@ int cli_run(int argc, char **argv) {
   if (!failed) rc = CLI_OK;
 out_ctx:
   eng_ctx_free(&ctx);
+  eng_cuda_ctx_free(gctx);
 out_sink:
   if (sink && prb_sink_close(sink, err, sizeof err) && rc == CLI_OK) rc = cli_fail(CLI_ERR, CMD, "%s", err);
+  if (scope) {
+    char warn[512];
+    if (prb_scope_close(scope, sink ? db : NULL, err, sizeof err, warn, sizeof warn) && rc == CLI_OK)
+      rc = cli_fail(CLI_ERR, CMD, "%s", err);
+    if (warn[0] && !quiet) fprintf(stderr, "moescope run: %s\n", warn);
+  }
   /* reported at the end, so that a failing run prints only its one error line */
   if (sink && rc == CLI_OK && !quiet)
     fprintf(stderr, "moescope run: recorded run %lld into %s (level %s)\n", (long long)run_id, db, prb_level_name(level));

@@ -5,17 +5,20 @@
 #include <stdio.h>
 #include <string.h>
 
+int cli_diagnose(int argc, char **argv);   /* cli_misc.c */
 
 typedef struct { const char *name; int (*fn)(int, char **); const char *help; } command;
 
 static const command commands[] = {
   {"run", cli_run, "run a model over prompts / files; score or generate; record a trace"},
   {"stats", cli_stats, "balance statistics per layer of a trace DB"},
+  {"diagnose", cli_diagnose, "collapse / imbalance / saturation / drift verdict per layer (exit 3 = findings)"},
   {"report", cli_report, "trace DB -> report folder (index.html, report.md, heatmaps)"},
   {"synth", cli_synth, "write a synthetic model with planted routing structure"},
   {"bench", cli_bench, "prefill/decode throughput, roofline %, probe overhead per level"},
   {"compare", cli_compare, "compare runs: quality, routing agreement, balance, cost"},
   {"placement", cli_placement, "expert-placement what-if over N GPUs (greedy, EPLB, hierarchical)"},
+  {"export", cli_export, "trace DB -> Perfetto/Chrome trace JSON, CSV tables, time by layer/op/expert"},
   {"info", cli_info, "describe a model"},
   {"convert", cli_convert, "convert a safetensors model folder to GGUF (f16, bf16, q8_0)"},
 };

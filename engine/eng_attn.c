@@ -25,9 +25,9 @@ static void attn_standard(eng_ctx *c, int l, int n, int start, int64_t bid, int 
   int qd = nh * hd, kvd = nkv * hd;
   float *kc = c->kcache + (size_t)l * c->max_ctx * kvd, *vc = c->vcache + (size_t)l * c->max_ctx * kvd;
   float *kn = kc + (size_t)start * kvd, *vn = vc + (size_t)start * kvd;
-  be->matmul(c->q, c->h, ly->q, ly->bq, n, H, qd);
-  be->matmul(kn, c->h, ly->k, ly->bk, n, H, kvd);
-  be->matmul(vn, c->h, ly->v, ly->bv, n, H, kvd);
+  be->matmul_w(c->q, c->h, &ly->q, ly->bq, n, H, qd);
+  be->matmul_w(kn, c->h, &ly->k, ly->bk, n, H, kvd);
+  be->matmul_w(vn, c->h, &ly->v, ly->bv, n, H, kvd);
   if (g->qk_norm == ENG_QKNORM_HEAD) {
     be->rmsnorm(c->q, c->q, ly->q_norm, n * nh, hd, g->rms_eps);
     be->rmsnorm(kn, kn, ly->k_norm, n * nkv, hd, g->rms_eps);
@@ -55,7 +55,7 @@ static void attn_standard(eng_ctx *c, int l, int n, int start, int64_t bid, int 
   else
     be->attention_ex(c->att, c->q, kc, vc, n, start, nh, nkv, hd, hd, (float)g->attn_scale, window, ly->sinks);
   OP_END(l, PRB_OP_ATTENTION, -1);
-  be->matmul(c->tmp, c->att, ly->o, ly->bo, n, qd, H);
+  be->matmul_w(c->tmp, c->att, &ly->o, ly->bo, n, qd, H);
   for (size_t i = 0; i < (size_t)n * H; i++) c->x[i] += c->tmp[i];
   OP_END(l, PRB_OP_ATTN_OUT, -1);
 }
@@ -68,16 +68,16 @@ static void attn_mla(eng_ctx *c, int l, int n, int start, int64_t bid, int timed
   int qk = nope + rd, kvr = g->kv_lora_rank, qr = g->q_lora_rank, kva = kvr + rd, kvb = nope + vh;
   float *kc = c->kcache + (size_t)l * c->max_ctx * c->kdim, *vc = c->vcache + (size_t)l * c->max_ctx * c->vdim;
   if (qr > 0) {
-    be->matmul(c->mla_a, c->h, ly->q_a, ly->b_q_a, n, H, qr);
+    be->matmul_w(c->mla_a, c->h, &ly->q_a, ly->b_q_a, n, H, qr);
     be->rmsnorm(c->mla_a, c->mla_a, ly->q_a_norm, n, qr, 1e-6f);
-    be->matmul(c->q, c->mla_a, ly->q_b, NULL, n, qr, nh * qk);
+    be->matmul_w(c->q, c->mla_a, &ly->q_b, NULL, n, qr, nh * qk);
   } else {
-    be->matmul(c->q, c->h, ly->q, NULL, n, H, nh * qk);
+    be->matmul_w(c->q, c->h, &ly->q, NULL, n, H, nh * qk);
   }
-  be->matmul(c->mla_a, c->h, ly->kv_a, ly->b_kv_a, n, H, kva);           /* [latent | k_pe] */
+  be->matmul_w(c->mla_a, c->h, &ly->kv_a, ly->b_kv_a, n, H, kva);           /* [latent | k_pe] */
   for (int t = 0; t < n; t++)
     be->rmsnorm(c->mla_b + (size_t)t * kvr, c->mla_a + (size_t)t * kva, ly->kv_a_norm, 1, kvr, 1e-6f);
-  be->matmul(c->mla_c, c->mla_b, ly->kv_b, NULL, n, kvr, nh * kvb);       /* per head [k_nope | v] */
+  be->matmul_w(c->mla_c, c->mla_b, &ly->kv_b, NULL, n, kvr, nh * kvb);       /* per head [k_nope | v] */
   OP_END(l, PRB_OP_QKV, -1);
   be->rope_cs(c->q + nope, n, nh, nh * qk, qk, rd, c->rope_cos, c->rope_sin, g->rope_interleave);
   be->rope_cs(c->mla_a + kvr, n, 1, kva, 0, rd, c->rope_cos, c->rope_sin, g->rope_interleave);
@@ -93,7 +93,7 @@ static void attn_mla(eng_ctx *c, int l, int n, int start, int64_t bid, int timed
   }
   be->attention_ex(c->att, c->q, kc, vc, n, start, nh, nh, qk, vh, (float)g->attn_scale, 0, NULL);
   OP_END(l, PRB_OP_ATTENTION, -1);
-  be->matmul(c->tmp, c->att, ly->o, ly->bo, n, nh * vh, H);
+  be->matmul_w(c->tmp, c->att, &ly->o, ly->bo, n, nh * vh, H);
   for (size_t i = 0; i < (size_t)n * H; i++) c->x[i] += c->tmp[i];
   OP_END(l, PRB_OP_ATTN_OUT, -1);
 }

@@ -2,7 +2,9 @@
  * Hugging Face computes it): embedding -> per layer [RMSNorm -> attention variant with KV
  * cache (eng_attn.c) -> residual -> RMSNorm -> dense MLP or MoE block (eng_moe.c) ->
  * residual] -> final RMSNorm -> lm_head. This file owns the context (buffers, KV cache,
- * RoPE frequency tables incl. YaRN) and the layer loop; ops are timed into the probe. */
+ * RoPE frequency tables incl. YaRN) and the layer loop; ops are timed into the probe.
+ * Weight matmuls go through the backend's matmul_w on the model's typed views (stored
+ * dtype, read in place); the embedding row of each token is widened with krn_w_row_f32. */
 #include "engine/eng_util.h"
 #include "engine/eng_forward_int.h"
 
@@ -121,6 +123,7 @@ int64_t eng_forward(eng_ctx *c, const int *ids, int n, int want_logits, float *l
   for (int t = 0; t < n; t++)
     if (ids[t] < 0 || ids[t] >= g->vocab) return eng_errf(err, errlen, "token id %d out of range (vocab %d)", ids[t], g->vocab);
   int64_t bid = c->next_batch_id++;
+  c->ids = ids;
   int timed = c->probe.op == NULL || c->probe.level < PRB_LEVEL_COUNTS ? TIME_OFF
             : (c->probe.level >= PRB_LEVEL_FULL || n >= 16) ? TIME_FINE : TIME_COARSE;
   int H = g->hidden, start = c->n_past;
@@ -135,12 +138,17 @@ int64_t eng_forward(eng_ctx *c, const int *ids, int n, int want_logits, float *l
       }
   }
 
+  SCOPE_BEGIN(PRB_SCOPE_BATCH, -1, -1, -1);
   OP_BEGIN();
-  for (int t = 0; t < n; t++) memcpy(c->x + (size_t)t * H, M->embed + (size_t)ids[t] * H, sizeof(float) * H);
+  for (int t = 0; t < n; t++) krn_w_row_f32(&M->embed, ids[t], c->x + (size_t)t * H);
   OP_END(-1, PRB_OP_EMBED, -1);
   for (int l = 0; l < g->n_layers; l++) {
+    SCOPE_BEGIN(PRB_SCOPE_LAYER, l, -1, -1);
+    SCOPE_BEGIN(PRB_SCOPE_OP, l, PRB_OP_ATTENTION, -1);
     eng_attn_layer(c, l, n, start, bid, timed);
+    SCOPE_END(PRB_SCOPE_OP, l, PRB_OP_ATTENTION, -1);
     eng_ffn_layer(c, l, n, bid, timed);
+    SCOPE_END(PRB_SCOPE_LAYER, l, -1, -1);
   }
   c->n_past += n;
   if (want_logits != ENG_LOGITS_NONE) {
@@ -148,8 +156,11 @@ int64_t eng_forward(eng_ctx *c, const int *ids, int n, int want_logits, float *l
     int first = want_logits == ENG_LOGITS_LAST ? n - 1 : 0, cnt = n - first;
     be->rmsnorm(c->h, c->x + (size_t)first * H, M->final_norm, cnt, H, g->rms_eps);
     OP_END(-1, PRB_OP_FINAL_NORM, -1);
-    be->matmul(logits, c->h, M->lm_head ? M->lm_head : M->embed, NULL, cnt, H, g->vocab);
+    SCOPE_BEGIN(PRB_SCOPE_OP, -1, PRB_OP_LM_HEAD, -1);
+    be->matmul_w(logits, c->h, M->lm_head.data ? &M->lm_head : &M->embed, NULL, cnt, H, g->vocab);
+    SCOPE_END(PRB_SCOPE_OP, -1, PRB_OP_LM_HEAD, -1);
     OP_END(-1, PRB_OP_LM_HEAD, -1);
   }
+  SCOPE_END(PRB_SCOPE_BATCH, -1, -1, -1);
   return bid;
 }

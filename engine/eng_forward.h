@@ -28,6 +28,7 @@ typedef struct eng_ctx {
   int max_batch;          /* tokens per forward */
   int n_past;             /* tokens already in the KV cache */
   int64_t next_batch_id;
+  const int *ids;         /* token ids of the batch being run (for token-aware router policies) */
   float *kcache, *vcache; /* [layers][max_ctx][kdim] and [layers][max_ctx][vdim] */
   int kdim, vdim;         /* floats per cached token per layer (MLA: per-head decompressed keys) */
   /* RoPE tables: inv_freq[rope_dim/2] (YaRN-corrected), per batch cos/sin [max_batch][rope_dim/2] */

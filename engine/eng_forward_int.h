@@ -20,6 +20,12 @@ static inline int eng_coarse_emits(int op) {
   c->probe.op(c->probe.ctx, bid, (L_), timed == TIME_COARSE && (OP_) == PRB_OP_ATTN_OUT ? PRB_OP_ATTENTION : (OP_), \
               (E_), op_t0, op_t1, 0); op_t0 = op_t1; } } while (0)
 
+/* Scope hooks (NVTX ranges / CUPTI correlation, prb_probe.scope_begin/end): SCOPE_BEGIN and
+ * SCOPE_END bracket a batch, a layer or an op, independent of the op timing above. */
+#define SCOPE_(F_, S_, L_, OP_, E_) do { if (c->probe.F_) c->probe.F_(c->probe.scope_ctx, (S_), bid, (L_), (OP_), (E_)); } while (0)
+#define SCOPE_BEGIN(S_, L_, OP_, E_) SCOPE_(scope_begin, S_, L_, OP_, E_)
+#define SCOPE_END(S_, L_, OP_, E_) SCOPE_(scope_end, S_, L_, OP_, E_)
+
 /* Attention of layer l for n tokens at positions start..start+n-1: reads c->x, writes the
  * K/V cache rows, adds the attention output into c->x. */
 void eng_attn_layer(eng_ctx *c, int l, int n, int start, int64_t bid, int timed);

@@ -1,6 +1,8 @@
 /* eng_model.c — loads config + safetensors weights into an eng_model (see header).
  * Every tensor is looked up under each known name variant of every family, its shape
- * checked against the config, and converted to float32. Per layer: attention (standard
+ * checked against the config; matrices become krn_w views into the mapping (per-expert
+ * row ranges of packed 3-D tensors included), vectors float32 copies, and the few layouts
+ * that need a transform float32 copies (gpt-oss experts, hierarchical gate, F64). Per layer: attention (standard
  * GQA with optional biases / qk-norm / sinks, or DeepSeek MLA), then the FFN (dense MLP,
  * or router + routed experts + shared expert). */
 #include "engine/eng_util.h"
@@ -24,7 +26,57 @@ typedef struct loader {
   size_t dt_count[ENG_DT_COUNT];
 } loader;
 
+/* kernels/ cannot see eng_dtype; its weight type codes must be the same numbers */
+_Static_assert((int)KRN_DT_F32 == (int)ENG_DT_F32 && (int)KRN_DT_F16 == (int)ENG_DT_F16 &&
+               (int)KRN_DT_BF16 == (int)ENG_DT_BF16 && (int)KRN_DT_Q8_0 == (int)ENG_DT_Q8_0 && (int)KRN_DT_Q4_0 == (int)ENG_DT_Q4_0, "krn/eng dtype codes differ");
+
 static const char *tensor_file(loader *L, const eng_st_tensor *t) { return L->set.paths[t->file]; }
+
+/* Allocates a block the model owns (freed by eng_model_free), counted in heap_bytes. */
+static void *m_alloc(eng_model *m, size_t bytes, int zero) {
+  if (m->n_heap == m->cap_heap) {
+    int cap = m->cap_heap ? m->cap_heap * 2 : 64;
+    void **h = realloc(m->heap, sizeof(void *) * (size_t)cap);
+    if (!h) return NULL;
+    m->heap_bytes += sizeof(void *) * (size_t)(cap - m->cap_heap);
+    m->heap = h;
+    m->cap_heap = cap;
+  }
+  void *p = zero ? calloc(bytes ? bytes : 1, 1) : malloc(bytes ? bytes : 1);
+  if (!p) return NULL;
+  m->heap[m->n_heap++] = p;
+  m->heap_bytes += bytes;
+  return p;
+}
+
+/* A float32 heap matrix [rows, cols] as a weight view (for layouts that need a transform). */
+static float *copy_mat(loader *L, krn_w *w, int64_t rows, int64_t cols, const char *name) {
+  float *p = m_alloc(L->m, sizeof(float) * (size_t)(rows * cols), 0);
+  if (!p) { eng_errf(L->err, L->errlen, "out of memory loading '%s'", name); return NULL; }
+  *w = krn_w_view(KRN_DT_F32, p, (int)rows, (int)cols);
+  L->m->weight_bytes += krn_w_bytes(w);
+  L->m->copied_weight_bytes += krn_w_bytes(w);
+  return p;
+}
+
+/* Points w at rows [r0, r0+rows) of a [*, cols] block of t starting at element offset
+ * elem0 (row-aligned), in place when the kernels read t's dtype, else as a float32 copy. */
+static int view_rows(loader *L, krn_w *w, const eng_st_tensor *t, size_t elem0, int64_t rows, int64_t cols) {
+  size_t rb = krn_dtype_row_bytes(t->dtype, (int)cols);
+  if (rb && rows <= INT32_MAX && cols <= INT32_MAX) {
+    *w = krn_w_view(t->dtype, t->data + elem0 / (size_t)cols * rb, (int)rows, (int)cols);
+    L->m->weight_bytes += krn_w_bytes(w);
+    return 0;
+  }
+  /* F64 (or a type the kernels do not read): widen */
+  float *p = copy_mat(L, w, rows, cols, t->name);
+  if (!p) return -1;
+  size_t es = eng_dtype_size(t->dtype);
+  if (!es || eng_dt_to_f32(p, t->data + elem0 * es, t->dtype, rows * cols))
+    return eng_errf(L->err, L->errlen, "%s: tensor '%s' has dtype %s the engine cannot read", tensor_file(L, t),
+                    t->name, eng_dtype_name(t->dtype));
+  return 0;
+}
 
 static int check_shape(loader *L, const eng_st_tensor *t, int ndim, const int64_t *dims) {
   int ok = t->ndim == ndim;
@@ -49,41 +101,49 @@ static const eng_st_tensor *find_any(loader *L, const char *const *names) {
   return NULL;
 }
 
-static int load_2d(loader *L, float **out, int64_t rows, int64_t cols, const char *const *names) {
+static void count(loader *L, const eng_st_tensor *t) {
+  L->dt_count[t->dtype] += (size_t)eng_st_numel(t);
+  L->m->n_params += (size_t)eng_st_numel(t);
+}
+
+/* A weight matrix [rows, cols]: a view into the mapping. */
+static int load_mat(loader *L, krn_w *out, int64_t rows, int64_t cols, const char *const *names) {
   const eng_st_tensor *t = find_any(L, names);
   if (!t) return eng_errf(L->err, L->errlen, "%s: missing tensor '%s'", L->set.paths[0], names[0]);
   int64_t dims[2] = {rows, cols};
-  int nd = cols > 0 ? 2 : 1;
-  if (nd == 1) dims[0] = rows;
-  if (check_shape(L, t, nd, dims)) return -1;
-  *out = malloc(sizeof(float) * (size_t)eng_st_numel(t));
-  if (!*out) return eng_errf(L->err, L->errlen, "out of memory loading '%s'", t->name);
-  eng_st_to_f32(*out, t);
-  L->dt_count[t->dtype] += (size_t)eng_st_numel(t);
-  L->m->n_params += (size_t)eng_st_numel(t);
+  if (check_shape(L, t, 2, dims) || view_rows(L, out, t, 0, rows, cols)) return -1;
+  count(L, t);
   return 0;
 }
 
-/* Copies rows [r0, r0+rows) of expert e of a packed 3-D tensor [E, R, C] as float32. */
-static int load_packed(loader *L, float **out, const eng_st_tensor *t, int e, int64_t r0, int64_t rows, int64_t cols) {
-  *out = malloc(sizeof(float) * (size_t)(rows * cols));
+/* A small tensor [n] (cols == 0) or [n, cols] as a float32 copy. */
+static int load_vec2(loader *L, float **out, int64_t n, int64_t cols, const char *const *names) {
+  const eng_st_tensor *t = find_any(L, names);
+  if (!t) return eng_errf(L->err, L->errlen, "%s: missing tensor '%s'", L->set.paths[0], names[0]);
+  int64_t dims[2] = {n, cols};
+  if (check_shape(L, t, cols ? 2 : 1, dims)) return -1;
+  if (cols) n *= cols;
+  *out = m_alloc(L->m, sizeof(float) * (size_t)n, 0);
   if (!*out) return eng_errf(L->err, L->errlen, "out of memory loading '%s'", t->name);
-  eng_st_tensor sub = *t;
-  size_t es = eng_dtype_size(t->dtype);
-  sub.ndim = 2; sub.shape[0] = rows; sub.shape[1] = cols;
-  sub.data = t->data + ((size_t)e * t->shape[1] * t->shape[2] + (size_t)r0 * cols) * es;
-  sub.nbytes = (size_t)(rows * cols) * es;
-  eng_st_to_f32(*out, &sub);
+  if (eng_st_to_f32(*out, t)) return eng_errf(L->err, L->errlen, "%s: tensor '%s' cannot be read", tensor_file(L, t), t->name);
+  L->m->weight_bytes += sizeof(float) * (size_t)n;
+  count(L, t);
   return 0;
 }
 
+static int load_vec(loader *L, float **out, int64_t n, const char *const *names) { return load_vec2(L, out, n, 0, names); }
 
-/* Loads an optional tensor: absent -> *out = NULL, 0. */
-static int load_opt(loader *L, float **out, int64_t rows, int64_t cols, const char *name) {
+/* Rows [r0, r0+rows) of expert e of a packed 3-D tensor [E, R, C] as a view. */
+static int load_packed(loader *L, krn_w *out, const eng_st_tensor *t, int e, int64_t r0, int64_t rows, int64_t cols) {
+  return view_rows(L, out, t, ((size_t)e * (size_t)t->shape[1] + (size_t)r0) * (size_t)cols, rows, cols);
+}
+
+/* Loads an optional vector: absent -> *out = NULL, 0. */
+static int load_opt(loader *L, float **out, int64_t n, const char *name) {
   *out = NULL;
   if (!eng_st_find(&L->set, name)) return 0;
   const char *names[] = {name, NULL};
-  return load_2d(L, out, rows, cols, names);
+  return load_vec(L, out, n, names);
 }
 
 #define LNAME(buf, ...) (snprintf(buf, sizeof buf, __VA_ARGS__), buf)
@@ -107,27 +167,32 @@ static int load_experts_oai(loader *L, eng_layer *ly, int l) {
     return -1;
   float *tmp = malloc(sizeof(float) * (size_t)(H * 2 * I));
   if (!tmp) return eng_errf(L->err, L->errlen, "out of memory loading '%s'", n[0]);
-  for (int e = 0; e < E; e++) {
+  int rc = 0;
+  for (int e = 0; e < E && rc == 0; e++) {
     eng_expert *x = &ly->experts[e];
-    x->w1 = malloc(sizeof(float) * (size_t)(I * H)); x->w3 = malloc(sizeof(float) * (size_t)(I * H));
-    x->w2 = malloc(sizeof(float) * (size_t)(H * I)); x->b1 = malloc(sizeof(float) * (size_t)I);
-    x->b3 = malloc(sizeof(float) * (size_t)I); x->b2 = malloc(sizeof(float) * (size_t)H);
-    if (!x->w1 || !x->w3 || !x->w2 || !x->b1 || !x->b3 || !x->b2) { free(tmp); return eng_errf(L->err, L->errlen, "out of memory"); }
+    float *w1 = copy_mat(L, &x->w1, I, H, n[0]), *w3 = copy_mat(L, &x->w3, I, H, n[0]);
+    float *w2 = copy_mat(L, &x->w2, H, I, n[2]);
+    x->b1 = m_alloc(L->m, sizeof(float) * (size_t)I, 0);
+    x->b3 = m_alloc(L->m, sizeof(float) * (size_t)I, 0);
+    x->b2 = m_alloc(L->m, sizeof(float) * (size_t)H, 0);
+    if (!w1 || !w3 || !w2 || !x->b1 || !x->b3 || !x->b2) { rc = eng_errf(L->err, L->errlen, "out of memory"); break; }
+    L->m->weight_bytes += sizeof(float) * (size_t)(2 * I + H);
     size_t es = eng_dtype_size(t[0]->dtype);
     eng_dt_to_f32(tmp, t[0]->data + (size_t)e * H * 2 * I * es, t[0]->dtype, H * 2 * I);
     for (int64_t h = 0; h < H; h++)
       for (int64_t i = 0; i < I; i++) {
-        x->w1[i * H + h] = tmp[h * 2 * I + 2 * i];
-        x->w3[i * H + h] = tmp[h * 2 * I + 2 * i + 1];
+        w1[i * H + h] = tmp[h * 2 * I + 2 * i];
+        w3[i * H + h] = tmp[h * 2 * I + 2 * i + 1];
       }
     eng_dt_to_f32(tmp, t[1]->data + (size_t)e * 2 * I * eng_dtype_size(t[1]->dtype), t[1]->dtype, 2 * I);
     for (int64_t i = 0; i < I; i++) { x->b1[i] = tmp[2 * i]; x->b3[i] = tmp[2 * i + 1]; }
     eng_dt_to_f32(tmp, t[2]->data + (size_t)e * I * H * eng_dtype_size(t[2]->dtype), t[2]->dtype, I * H);
     for (int64_t i = 0; i < I; i++)
-      for (int64_t h = 0; h < H; h++) x->w2[h * I + i] = tmp[i * H + h];
+      for (int64_t h = 0; h < H; h++) w2[h * I + i] = tmp[i * H + h];
     eng_dt_to_f32(x->b2, t[3]->data + (size_t)e * H * eng_dtype_size(t[3]->dtype), t[3]->dtype, H);
   }
   free(tmp);
+  if (rc) return rc;
   for (int j = 0; j < 4; j++) {
     L->dt_count[t[j]->dtype] += (size_t)eng_st_numel(t[j]);
     L->m->n_params += (size_t)eng_st_numel(t[j]);
@@ -162,12 +227,12 @@ static int load_experts(loader *L, eng_layer *ly, int l) {
     eng_expert *x = &ly->experts[e];
     char a[256], b[256];
     const char *w[3] = {"w1", "w3", "w2"}, *alt[3] = {"gate_proj", "up_proj", "down_proj"};
-    float **dst[3] = {&x->w1, &x->w3, &x->w2};
+    krn_w *dst[3] = {&x->w1, &x->w3, &x->w2};
     for (int j = 0; j < 3; j++) {
       snprintf(a, sizeof a, "model.layers.%d.block_sparse_moe.experts.%d.%s.weight", l, e, w[j]);
       snprintf(b, sizeof b, "model.layers.%d.mlp.experts.%d.%s.weight", l, e, alt[j]);
       const char *names[] = {c->family == ENG_FAM_MIXTRAL ? a : b, c->family == ENG_FAM_MIXTRAL ? b : a, NULL};
-      if (load_2d(L, dst[j], j == 2 ? H : I, j == 2 ? I : H, names)) return -1;
+      if (load_mat(L, dst[j], j == 2 ? H : I, j == 2 ? I : H, names)) return -1;
     }
   }
   return 0;
@@ -180,7 +245,7 @@ static int load_mlp(loader *L, eng_expert *x, const char *prefix, int64_t I) {
   const char *names0[] = {LNAME(n[0], "%sgate_proj.weight", prefix), NULL};
   const char *names1[] = {LNAME(n[1], "%sup_proj.weight", prefix), NULL};
   const char *names2[] = {LNAME(n[2], "%sdown_proj.weight", prefix), NULL};
-  return load_2d(L, &x->w1, I, H, names0) || load_2d(L, &x->w3, I, H, names1) || load_2d(L, &x->w2, H, I, names2) ? -1 : 0;
+  return load_mat(L, &x->w1, I, H, names0) || load_mat(L, &x->w3, I, H, names1) || load_mat(L, &x->w2, H, I, names2) ? -1 : 0;
 }
 
 static int load_attention(loader *L, eng_layer *ly, const char *p) {
@@ -191,49 +256,50 @@ static int load_attention(loader *L, eng_layer *ly, const char *p) {
     int64_t qk = c->qk_nope_dim + c->qk_rope_dim, kvr = c->kv_lora_rank, qr = c->q_lora_rank;
     if (qr > 0) {
       const char *a[] = {LNAME(n, "%sself_attn.q_a_proj.weight", p), NULL};
-      if (load_2d(L, &ly->q_a, qr, H, a)) return -1;
-      if (load_opt(L, &ly->b_q_a, qr, 0, LNAME(n, "%sself_attn.q_a_proj.bias", p))) return -1;
+      if (load_mat(L, &ly->q_a, qr, H, a)) return -1;
+      if (load_opt(L, &ly->b_q_a, qr, LNAME(n, "%sself_attn.q_a_proj.bias", p))) return -1;
       const char *b[] = {LNAME(n, "%sself_attn.q_a_layernorm.weight", p), NULL};
-      if (load_2d(L, &ly->q_a_norm, qr, 0, b)) return -1;
+      if (load_vec(L, &ly->q_a_norm, qr, b)) return -1;
       const char *d[] = {LNAME(n, "%sself_attn.q_b_proj.weight", p), NULL};
-      if (load_2d(L, &ly->q_b, nh * qk, qr, d)) return -1;
+      if (load_mat(L, &ly->q_b, nh * qk, qr, d)) return -1;
     } else {
       const char *a[] = {LNAME(n, "%sself_attn.q_proj.weight", p), NULL};
-      if (load_2d(L, &ly->q, nh * qk, H, a)) return -1;
+      if (load_mat(L, &ly->q, nh * qk, H, a)) return -1;
     }
     const char *k1[] = {LNAME(n, "%sself_attn.kv_a_proj_with_mqa.weight", p), NULL};
-    if (load_2d(L, &ly->kv_a, kvr + c->qk_rope_dim, H, k1)) return -1;
-    if (load_opt(L, &ly->b_kv_a, kvr + c->qk_rope_dim, 0, LNAME(n, "%sself_attn.kv_a_proj_with_mqa.bias", p))) return -1;
+    if (load_mat(L, &ly->kv_a, kvr + c->qk_rope_dim, H, k1)) return -1;
+    if (load_opt(L, &ly->b_kv_a, kvr + c->qk_rope_dim, LNAME(n, "%sself_attn.kv_a_proj_with_mqa.bias", p))) return -1;
     const char *k2[] = {LNAME(n, "%sself_attn.kv_a_layernorm.weight", p), NULL};
-    if (load_2d(L, &ly->kv_a_norm, kvr, 0, k2)) return -1;
+    if (load_vec(L, &ly->kv_a_norm, kvr, k2)) return -1;
     const char *k3[] = {LNAME(n, "%sself_attn.kv_b_proj.weight", p), NULL};
-    if (load_2d(L, &ly->kv_b, nh * (c->qk_nope_dim + c->v_head_dim), kvr, k3)) return -1;
+    if (load_mat(L, &ly->kv_b, nh * (c->qk_nope_dim + c->v_head_dim), kvr, k3)) return -1;
     const char *o[] = {LNAME(n, "%sself_attn.o_proj.weight", p), NULL};
-    if (load_2d(L, &ly->o, H, nh * c->v_head_dim, o)) return -1;
-    return load_opt(L, &ly->bo, H, 0, LNAME(n, "%sself_attn.o_proj.bias", p));
+    if (load_mat(L, &ly->o, H, nh * c->v_head_dim, o)) return -1;
+    return load_opt(L, &ly->bo, H, LNAME(n, "%sself_attn.o_proj.bias", p));
   }
   int64_t qd = nh * hd, kvd = (int64_t)c->n_kv_heads * hd;
   const char *pr[4] = {"q_proj", "k_proj", "v_proj", "o_proj"};
-  float **w[4] = {&ly->q, &ly->k, &ly->v, &ly->o}, **bias[4] = {&ly->bq, &ly->bk, &ly->bv, &ly->bo};
+  krn_w *w[4] = {&ly->q, &ly->k, &ly->v, &ly->o};
+  float **bias[4] = {&ly->bq, &ly->bk, &ly->bv, &ly->bo};
   int64_t rows[4] = {qd, kvd, kvd, H}, cols[4] = {H, H, H, qd};
   for (int j = 0; j < 4; j++) {
     const char *names[] = {LNAME(n, "%sself_attn.%s.weight", p, pr[j]), NULL};
-    if (load_2d(L, w[j], rows[j], cols[j], names)) return -1;
+    if (load_mat(L, w[j], rows[j], cols[j], names)) return -1;
     if ((j < 3 ? c->qkv_bias : c->o_bias)) {
       const char *bn[] = {LNAME(n, "%sself_attn.%s.bias", p, pr[j]), NULL};
-      if (load_2d(L, bias[j], rows[j], 0, bn)) return -1;
+      if (load_vec(L, bias[j], rows[j], bn)) return -1;
     }
   }
   if (c->qk_norm) {
     int full = c->qk_norm == ENG_QKNORM_FULL;
     const char *qn[] = {LNAME(n, "%sself_attn.q_norm.weight", p), NULL};
-    if (load_2d(L, &ly->q_norm, full ? qd : hd, 0, qn)) return -1;
+    if (load_vec(L, &ly->q_norm, full ? qd : hd, qn)) return -1;
     const char *kn[] = {LNAME(n, "%sself_attn.k_norm.weight", p), NULL};
-    if (load_2d(L, &ly->k_norm, full ? kvd : hd, 0, kn)) return -1;
+    if (load_vec(L, &ly->k_norm, full ? kvd : hd, kn)) return -1;
   }
   if (c->attn_sinks) {
     const char *sn[] = {LNAME(n, "%sself_attn.sinks", p), NULL};
-    if (load_2d(L, &ly->sinks, nh, 0, sn)) return -1;
+    if (load_vec(L, &ly->sinks, nh, sn)) return -1;
   }
   return 0;
 }
@@ -247,25 +313,30 @@ static int load_ffn(loader *L, eng_layer *ly, int l, const char *p) {
   const char *gn[] = {LNAME(n, "%sblock_sparse_moe.gate.weight", p), LNAME(alt, "%smlp.gate.weight", p),
                       LNAME(alt2, "%smlp.router.weight", p), NULL};
   if (c->family != ENG_FAM_MIXTRAL) { gn[0] = alt; gn[1] = alt2; gn[2] = n; }
-  if (load_2d(L, &ly->gate, E, H, gn)) return -1;
-  if (G) {   /* hierarchical: group gate rows appended after the expert rows */
-    float *gg = NULL;
+  if (!G && load_mat(L, &ly->gate, E, H, gn)) return -1;
+  if (G) {   /* hierarchical: group gate rows appended after the expert rows (a float32 copy) */
+    const eng_st_tensor *te = find_any(L, gn);
     const char *ggn[] = {LNAME(n, "%sblock_sparse_moe.group_gate.weight", p), NULL};
-    if (load_2d(L, &gg, G, H, ggn)) return -1;
-    float *both = realloc(ly->gate, sizeof(float) * (size_t)((E + G) * H));
-    if (!both) { free(gg); return eng_errf(L->err, L->errlen, "out of memory"); }
-    memcpy(both + E * H, gg, sizeof(float) * (size_t)(G * H));
-    free(gg);
-    ly->gate = both;
+    const eng_st_tensor *tg = find_any(L, ggn);
+    if (!te) return eng_errf(L->err, L->errlen, "%s: missing tensor '%s'", L->set.paths[0], gn[0]);
+    if (!tg) return eng_errf(L->err, L->errlen, "%s: missing tensor '%s'", L->set.paths[0], ggn[0]);
+    int64_t de[2] = {E, H}, dg[2] = {G, H};
+    if (check_shape(L, te, 2, de) || check_shape(L, tg, 2, dg)) return -1;
+    float *both = copy_mat(L, &ly->gate, E + G, H, te->name);
+    if (!both) return -1;
+    eng_st_to_f32(both, te);
+    eng_st_to_f32(both + E * H, tg);
+    count(L, te);
+    count(L, tg);
   }
   if (c->router_bias) {
     const char *bn[] = {LNAME(n, "%smlp.router.bias", p), NULL};
-    if (load_2d(L, &ly->gate_bias, E, 0, bn)) return -1;
+    if (load_vec(L, &ly->gate_bias, E, bn)) return -1;
   }
   if (c->router.kind == ENG_ROUTER_SIGMOID_GROUP &&
-      load_opt(L, &ly->score_bias, E, 0, LNAME(n, "%smlp.gate.e_score_correction_bias", p)))
+      load_opt(L, &ly->score_bias, E, LNAME(n, "%smlp.gate.e_score_correction_bias", p)))
     return -1;
-  ly->experts = calloc((size_t)E, sizeof(eng_expert));
+  ly->experts = m_alloc(L->m, (size_t)E * sizeof(eng_expert), 1);
   if (!ly->experts) return eng_errf(L->err, L->errlen, "out of memory");
   if (load_experts(L, ly, l)) return -1;
   if (c->shared_intermediate > 0) {
@@ -274,7 +345,7 @@ static int load_ffn(loader *L, eng_layer *ly, int l, const char *p) {
       return -1;
     if (c->shared_gated) {
       const char *sg[] = {LNAME(n, "%smlp.shared_expert_gate.weight", p), NULL};
-      if (load_2d(L, &ly->shared_gate, 1, H, sg)) return -1;
+      if (load_vec2(L, &ly->shared_gate, 1, H, sg)) return -1;
     }
   }
   return 0;
@@ -303,20 +374,20 @@ static int load_from_set(eng_model *m, loader *L) {
     const char *ne[] = {"model.embed_tokens.weight", NULL};
     const char *nn[] = {"model.norm.weight", NULL};
     const char *nl[] = {"lm_head.weight", NULL};
-    if ((rc = load_2d(L, &m->embed, V, H, ne)) || (rc = load_2d(L, &m->final_norm, H, 0, nn))) return rc;
-    if (c->tie_embeddings && !eng_st_find(&L->set, "lm_head.weight")) m->lm_head = NULL;
-    else if ((rc = load_2d(L, &m->lm_head, V, H, nl))) return rc;
+    if ((rc = load_mat(L, &m->embed, V, H, ne)) || (rc = load_vec(L, &m->final_norm, H, nn))) return rc;
+    if (c->tie_embeddings && !eng_st_find(&L->set, "lm_head.weight")) memset(&m->lm_head, 0, sizeof m->lm_head);
+    else if ((rc = load_mat(L, &m->lm_head, V, H, nl))) return rc;
   }
-  m->layers = calloc((size_t)c->n_layers, sizeof(eng_layer));
+  m->layers = m_alloc(m, (size_t)c->n_layers * sizeof(eng_layer), 1);
   if (!m->layers) return eng_errf(err, errlen, "out of memory");
   for (int l = 0; l < c->n_layers && rc == 0; l++) {
     eng_layer *ly = &m->layers[l];
     char p[128], n[256];
     snprintf(p, sizeof p, "model.layers.%d.", l);
     const char *a[] = {LNAME(n, "%sinput_layernorm.weight", p), NULL};
-    if ((rc = load_2d(L, &ly->attn_norm, H, 0, a))) break;
+    if ((rc = load_vec(L, &ly->attn_norm, H, a))) break;
     const char *b[] = {LNAME(n, "%spost_attention_layernorm.weight", p), NULL};
-    if ((rc = load_2d(L, &ly->moe_norm, H, 0, b))) break;
+    if ((rc = load_vec(L, &ly->moe_norm, H, b))) break;
     if ((rc = load_attention(L, ly, p))) break;
     rc = load_ffn(L, ly, l, p);
   }
@@ -332,6 +403,16 @@ static int load_from_set(eng_model *m, loader *L) {
   return 0;
 }
 
+/* Takes the tensor set into the model: the weight views point into its mappings. */
+static int adopt_set(eng_model *m, eng_st_set *set, char *err, size_t errlen) {
+  m->set = malloc(sizeof *m->set);
+  if (!m->set) { eng_st_close(set); return eng_errf(err, errlen, "out of memory"); }
+  *m->set = *set;
+  m->owns_set = 1;
+  m->heap_bytes += sizeof *m->set;
+  return 0;
+}
+
 int eng_model_load(eng_model *m, const char *dir, char *err, size_t errlen) {
   size_t dn = strlen(dir);
   if (dn > 5 && !strcasecmp(dir + dn - 5, ".gguf")) { /* a GGUF file: HF-named tensors + config from its metadata */
@@ -340,19 +421,21 @@ int eng_model_load(eng_model *m, const char *dir, char *err, size_t errlen) {
     if (eng_gguf_model_source(dir, &set, &cfg, err, errlen)) return -1;
     int rc = eng_model_load_set(m, dir, cfg, &set, err, errlen);
     free(cfg);
-    eng_st_close(&set);
-    return rc;
+    if (rc) { eng_st_close(&set); return rc; }
+    if (adopt_set(m, &set, err, errlen)) { eng_model_free(m); return -1; }
+    return 0;
   }
   memset(m, 0, sizeof *m);
   snprintf(m->dir, sizeof m->dir, "%s", dir);
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/config.json", dir);
   if (eng_config_load(&m->cfg, path, err, errlen)) return -1;
-  loader L = {.m = m, .err = err, .errlen = errlen};
-  if (eng_st_open_dir(&L.set, dir, err, errlen)) return -1;
+  eng_st_set set;
+  if (eng_st_open_dir(&set, dir, err, errlen)) return -1;
+  if (adopt_set(m, &set, err, errlen)) return -1;
+  loader L = {.m = m, .err = err, .errlen = errlen, .set = *m->set};
   int rc = load_from_set(m, &L);
   if (!rc) sha256_files(&L);
-  eng_st_close(&L.set);
   if (rc) eng_model_free(m);
   return rc;
 }
@@ -362,6 +445,8 @@ int eng_model_load_set(eng_model *m, const char *label, const char *config_json,
   memset(m, 0, sizeof *m);
   snprintf(m->dir, sizeof m->dir, "%s", label);
   if (eng_config_parse(&m->cfg, config_json, label, err, errlen)) return -1;
+  m->set = set;
+  m->owns_set = 0;
   loader L = {.m = m, .err = err, .errlen = errlen, .set = *set};
   int rc = load_from_set(m, &L);
   if (!rc) sha256_files(&L);
@@ -369,26 +454,39 @@ int eng_model_load_set(eng_model *m, const char *label, const char *config_json,
   return rc;
 }
 
-static void free_expert(eng_expert *x) {
-  free(x->w1); free(x->w3); free(x->w2); free(x->b1); free(x->b3); free(x->b2);
+void eng_model_free(eng_model *m) {
+  for (int i = 0; i < m->n_heap; i++) free(m->heap[i]);
+  free(m->heap);
+  if (m->set && m->owns_set) {
+    eng_st_close(m->set);
+    free(m->set);
+  }
+  memset(m, 0, sizeof *m);
 }
 
-void eng_model_free(eng_model *m) {
-  if (m->layers) {
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-      eng_layer *ly = &m->layers[l];
-      void *p[] = {ly->attn_norm, ly->q, ly->k, ly->v, ly->o, ly->bq, ly->bk, ly->bv, ly->bo, ly->q_norm, ly->k_norm,
-                   ly->sinks, ly->q_a, ly->q_a_norm, ly->q_b, ly->kv_a, ly->kv_a_norm, ly->kv_b, ly->b_q_a, ly->b_kv_a,
-                   ly->moe_norm, ly->gate, ly->gate_bias, ly->score_bias, ly->shared_gate};
-      for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
-      if (ly->experts)
-        for (int e = 0; e < m->cfg.n_experts; e++) free_expert(&ly->experts[e]);
-      free(ly->experts);
-      free_expert(&ly->dense);
-      free_expert(&ly->shared);
+static double expert_bytes(const eng_expert *x, int I, int H) {
+  double b = (double)krn_w_bytes(&x->w1) + (double)krn_w_bytes(&x->w3) + (double)krn_w_bytes(&x->w2);
+  if (x->b1) b += 4.0 * (2 * I + H);
+  return b;
+}
+
+double eng_model_decode_bytes(const eng_model *m) {
+  const eng_config *c = &m->cfg;
+  double b = (double)m->embed.row_stride_bytes + 4.0 * c->hidden;           /* one embedding row, final norm */
+  b += (double)krn_w_bytes(m->lm_head.data ? &m->lm_head : &m->embed);
+  for (int l = 0; l < c->n_layers; l++) {
+    const eng_layer *ly = &m->layers[l];
+    const krn_w *w[] = {&ly->q, &ly->k, &ly->v, &ly->o, &ly->q_a, &ly->q_b, &ly->kv_a, &ly->kv_b, &ly->gate};
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) b += (double)krn_w_bytes(w[i]);
+    b += 8.0 * c->hidden;                                                      /* the two norms */
+    if (c->moe_layer[l] && ly->experts) {
+      double sum = 0;
+      for (int e = 0; e < c->n_experts; e++) sum += expert_bytes(&ly->experts[e], c->intermediate, c->hidden);
+      b += sum / c->n_experts * c->top_k;
+    } else {
+      b += expert_bytes(&ly->dense, c->dense_intermediate, c->hidden);
     }
-    free(m->layers);
+    if (ly->shared.w1.data) b += expert_bytes(&ly->shared, c->shared_intermediate, c->hidden);
   }
-  free(m->embed); free(m->final_norm); free(m->lm_head);
-  memset(m, 0, sizeof *m);
+  return b;
 }

@@ -1,7 +1,12 @@
 /* eng_model.h — a loaded MoE model: its configuration (from HF config.json) and its
- * weights (float32 in memory, converted on load from F32/BF16/F16 safetensors; BF16 is
- * widened exactly). Knows the tensor-name variants of each supported family and checks
- * every shape against the config, refusing with one error line that names the tensor.
+ * weights. Weight matrices are krn_w views into the memory-mapped checkpoint in their
+ * stored type (F32 / BF16 / F16 / Q8_0 / Q4_0; the kernels widen them on the fly), so
+ * loading copies nothing big: the model keeps the mapping (eng_st_set) alive and
+ * eng_model_free unmaps it. Small vectors (norms, biases, sinks, score bias) are float32
+ * copies; matrices whose layout needs a transform (gpt-oss's interleaved / transposed
+ * experts, a hierarchical router's joined gate, F64 tensors) are float32 copies too.
+ * Knows the tensor-name variants of each supported family and checks every shape against
+ * the config, refusing with one error line that names the tensor.
  *
  * Families (config.json model_type): mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2,
  * deepseek_v3, gpt_oss; expert weights per expert (block_sparse_moe.experts.E.w1/w3/w2 or
@@ -16,6 +21,7 @@
 #include <stdint.h>
 
 #include "engine/eng_policy.h"
+#include "kernels/krn_backend.h"
 
 #define ENG_MAX_LAYERS 4096
 
@@ -71,18 +77,21 @@ typedef struct eng_config {
   eng_router_cfg router;      /* the family's native router (kind, k, renorm, groups, scale, ...) */
 } eng_config;
 
-/* One SwiGLU FFN (routed expert, shared expert or dense MLP); biases NULL unless gpt-oss. */
-typedef struct eng_expert { float *w1, *w3, *w2; float *b1, *b3, *b2; } eng_expert;  /* [I,H], [I,H], [H,I] */
+/* One SwiGLU FFN (routed expert, shared expert or dense MLP); biases NULL unless gpt-oss.
+ * A krn_w with data == NULL is absent. */
+typedef struct eng_expert { krn_w w1, w3, w2; float *b1, *b3, *b2; } eng_expert;  /* [I,H], [I,H], [H,I] */
 
 typedef struct eng_layer {
-  float *attn_norm, *q, *k, *v, *o;   /* [H], [nh*hd,H], [nkv*hd,H], [nkv*hd,H], [H,nh*hd] */
+  float *attn_norm;                   /* [H] */
+  krn_w q, k, v, o;                   /* [nh*hd,H], [nkv*hd,H], [nkv*hd,H], [H,nh*hd] */
   float *bq, *bk, *bv, *bo;           /* projection biases or NULL */
   float *q_norm, *k_norm;             /* qk-norm weights or NULL */
   float *sinks;                       /* [nh] or NULL */
   /* MLA (q is q_proj when q_lora_rank is 0) */
-  float *q_a, *q_a_norm, *q_b, *kv_a, *kv_a_norm, *kv_b, *b_q_a, *b_kv_a;
+  krn_w q_a, q_b, kv_a, kv_b;
+  float *q_a_norm, *kv_a_norm, *b_q_a, *b_kv_a;
   float *moe_norm;                    /* [H] post-attention norm */
-  float *gate;                        /* router [E,H] (hierarchical: [E+G,H], group rows last) */
+  krn_w gate;                         /* router [E,H] (hierarchical: [E+G,H] float32, group rows last) */
   float *gate_bias;                   /* gpt-oss router bias [E] */
   float *score_bias;                  /* DeepSeek-V3 e_score_correction_bias [E] */
   eng_expert *experts;                /* [E] on MoE layers, NULL on dense layers */
@@ -94,14 +103,23 @@ typedef struct eng_layer {
 typedef struct eng_model {
   eng_config cfg;
   char dir[1024];
-  char dtype[16];             /* dominant stored dtype: "F32", "BF16", "F16" */
-  float *embed;               /* [V,H] */
+  char dtype[16];             /* dominant stored dtype: "F32", "BF16", "F16", "Q8_0", ... */
+  krn_w embed;                /* [V,H] */
   eng_layer *layers;
   float *final_norm;          /* [H] */
-  float *lm_head;             /* [V,H] */
+  krn_w lm_head;              /* [V,H]; data NULL when tied to embed */
   size_t n_params;            /* total parameters */
   size_t n_active_params;     /* parameters touched per token (k of E experts) */
   char sha256[65];            /* of the weight file(s), hex */
+  /* storage: the mapped tensor set the views point into (owned unless loaded through
+   * eng_model_load_set), and every heap block the model allocated */
+  struct eng_st_set *set;
+  int owns_set;
+  void **heap;
+  int n_heap, cap_heap;
+  size_t heap_bytes;          /* bytes malloc'd by the loader (copies, tables, layer arrays) */
+  size_t weight_bytes;        /* bytes of all weights as the kernels read them (views + copies) */
+  size_t copied_weight_bytes; /* the part of weight_bytes that lives on the heap */
 } eng_model;
 
 /* Family name of a model_type ("mixtral", ...); NULL for unknown. */
@@ -116,10 +134,15 @@ int eng_config_parse(eng_config *cfg, const char *json_text, const char *label, 
 /* Loads dir/config.json and the safetensors weights. 0 or -1 (+err). */
 int eng_model_load(eng_model *m, const char *dir, char *err, size_t errlen);
 /* Loads from an already opened tensor set (HF names) and config.json text, e.g. a GGUF file
- * presented as a HF folder; the set stays owned by the caller. 0 or -1 (+err). */
+ * presented as a HF folder; the set stays owned by the caller and must outlive the model
+ * (the weights are views into it). 0 or -1 (+err). */
 struct eng_st_set;
 int eng_model_load_set(eng_model *m, const char *label, const char *config_json, struct eng_st_set *set,
                        char *err, size_t errlen);
 void eng_model_free(eng_model *m);
+/* Bytes of weights one decode token reads: every dense matrix and norm, the router, k of
+ * E experts per MoE layer, shared experts, one embedding row, the output head, each at
+ * its stored size (BF16 2 bytes per parameter, Q8_0 34/32, float32 copies 4). */
+double eng_model_decode_bytes(const eng_model *m);
 
 #endif

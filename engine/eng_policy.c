@@ -1,9 +1,10 @@
 /* eng_policy.c — router policies (see header): the native router of every family
  * (softmax top-k with/without renormalisation, DeepSeek-V2 group-limited greedy, DeepSeek-V3
  * sigmoid + bias + groups, gpt-oss top-k then softmax) and the synthetic Switch (capacity)
- * and hierarchical routers, plus the --route overrides. */
+ * and hierarchical routers, and policy creation from a spec (the --route overrides live in
+ * eng_policy_ext.c, their grammar in eng_policy_spec.c). */
 #include "engine/eng_util.h"
-#include "engine/eng_policy.h"
+#include "engine/eng_policy_int.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -22,20 +23,26 @@ void eng_topk(const float *v, int n, int k, int *idx) {
   }
 }
 
-static void softmax_row(const float *z, int E, float *pr) {
+void eng_route_empty(eng_policy *p, int n, eng_route_out *o) {
+  int K = eng_policy_kmax(p);
+  for (size_t i = 0; i < (size_t)n * K; i++) { o->experts[i] = -1; o->weights[i] = 0; }
+  for (int e = 0; e < p->n_experts; e++) o->dropped[e] = 0;
+}
+
+void eng_softmax_row(const float *z, int E, float *pr) {
   float mx = -INFINITY, s = 0;
   for (int e = 0; e < E; e++) if (z[e] > mx) mx = z[e];
   for (int e = 0; e < E; e++) { pr[e] = expf(z[e] - mx); s += pr[e]; }
   for (int e = 0; e < E; e++) pr[e] /= s;
 }
 
-static int softmax_topk_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
-  (void)ids;
+static int softmax_topk_route(eng_policy *p, const float *logits, const int *ids, int n, int layer, eng_route_out *o) {
+  (void)ids; (void)layer;
   int E = p->n_experts, k = p->k, S = p->logit_stride;
   for (int e = 0; e < E; e++) o->dropped[e] = 0;
   for (int t = 0; t < n; t++) {
     float *pr = o->probs + (size_t)t * E;
-    softmax_row(logits + (size_t)t * S, E, pr);
+    eng_softmax_row(logits + (size_t)t * S, E, pr);
     int *ex = o->experts + (size_t)t * k;
     float *w = o->weights + (size_t)t * k;
     eng_topk(pr, E, k, ex);
@@ -59,17 +66,17 @@ static void mask_groups(float *sel, const float *gs, int E, int G, int tg, int *
   }
 }
 
-static int group_limited_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
-  (void)ids;
+static int group_limited_route(eng_policy *p, const float *logits, const int *ids, int n, int layer, eng_route_out *o) {
+  (void)ids; (void)layer;
   int E = p->n_experts, k = p->k, G = p->rc.n_group, per = E / G, S = p->logit_stride;
   float *sel = malloc(sizeof(float) * (size_t)(E + G));
   int *gidx = malloc(sizeof(int) * (size_t)G);
-  if (!sel || !gidx) { free(sel); free(gidx); return -1; }
+  if (!sel || !gidx) { free(sel); free(gidx); eng_route_empty(p, n, o); return -1; }
   float *gs = sel + E;
   for (int e = 0; e < E; e++) o->dropped[e] = 0;
   for (int t = 0; t < n; t++) {
     float *pr = o->probs + (size_t)t * E;
-    softmax_row(logits + (size_t)t * S, E, pr);
+    eng_softmax_row(logits + (size_t)t * S, E, pr);
     for (int g = 0; g < G; g++) {
       float m = -INFINITY;
       for (int e = g * per; e < (g + 1) * per; e++) if (pr[e] > m) m = pr[e];
@@ -86,12 +93,12 @@ static int group_limited_route(eng_policy *p, const float *logits, const int *id
   return 0;
 }
 
-static int sigmoid_group_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
-  (void)ids;
+static int sigmoid_group_route(eng_policy *p, const float *logits, const int *ids, int n, int layer, eng_route_out *o) {
+  (void)ids; (void)layer;
   int E = p->n_experts, k = p->k, G = p->rc.n_group, per = E / G, S = p->logit_stride;
   float *sel = malloc(sizeof(float) * (size_t)(E + G));
   int *gidx = malloc(sizeof(int) * (size_t)G);
-  if (!sel || !gidx) { free(sel); free(gidx); return -1; }
+  if (!sel || !gidx) { free(sel); free(gidx); eng_route_empty(p, n, o); return -1; }
   float *gs = sel + E;
   for (int e = 0; e < E; e++) o->dropped[e] = 0;
   for (int t = 0; t < n; t++) {
@@ -119,13 +126,13 @@ static int sigmoid_group_route(eng_policy *p, const float *logits, const int *id
   return 0;
 }
 
-static int topk_softmax_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
-  (void)ids;
+static int topk_softmax_route(eng_policy *p, const float *logits, const int *ids, int n, int layer, eng_route_out *o) {
+  (void)ids; (void)layer;
   int E = p->n_experts, k = p->k, S = p->logit_stride;
   for (int e = 0; e < E; e++) o->dropped[e] = 0;
   for (int t = 0; t < n; t++) {
     const float *z = logits + (size_t)t * S;
-    softmax_row(z, E, o->probs + (size_t)t * E);   /* recorded scores: softmax over all E */
+    eng_softmax_row(z, E, o->probs + (size_t)t * E);   /* recorded scores: softmax over all E */
     int *ex = o->experts + (size_t)t * k;
     float *w = o->weights + (size_t)t * k;
     eng_topk(z, E, k, ex);
@@ -136,17 +143,17 @@ static int topk_softmax_route(eng_policy *p, const float *logits, const int *ids
   return 0;
 }
 
-static int switch_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
-  (void)ids;
+static int switch_route(eng_policy *p, const float *logits, const int *ids, int n, int layer, eng_route_out *o) {
+  (void)ids; (void)layer;
   int E = p->n_experts, k = p->k, S = p->logit_stride;
   int cap = (int)ceil((double)p->rc.capacity_factor * n / E);
   if (cap < 1) cap = 1;
   int *load = calloc((size_t)E, sizeof(int));
-  if (!load) return -1;
+  if (!load) { eng_route_empty(p, n, o); return -1; }
   for (int e = 0; e < E; e++) o->dropped[e] = 0;
   for (int t = 0; t < n; t++) {
     float *pr = o->probs + (size_t)t * E;
-    softmax_row(logits + (size_t)t * S, E, pr);
+    eng_softmax_row(logits + (size_t)t * S, E, pr);
     int *ex = o->experts + (size_t)t * k;
     float *w = o->weights + (size_t)t * k;
     for (int j = 0; j < k; j++) { ex[j] = -1; w[j] = 0; }
@@ -159,24 +166,24 @@ static int switch_route(eng_policy *p, const float *logits, const int *ids, int 
   return 0;
 }
 
-static int hier_route(eng_policy *p, const float *logits, const int *ids, int n, eng_route_out *o) {
-  (void)ids;
+static int hier_route(eng_policy *p, const float *logits, const int *ids, int n, int layer, eng_route_out *o) {
+  (void)ids; (void)layer;
   int E = p->n_experts, k = p->k, G = p->rc.n_group, per = E / G, S = p->logit_stride;
   float *pg = malloc(sizeof(float) * (size_t)(G + per));
-  if (!pg) return -1;
+  if (!pg) { eng_route_empty(p, n, o); return -1; }
   float *pe = pg + G;
   for (int e = 0; e < E; e++) o->dropped[e] = 0;
   for (int t = 0; t < n; t++) {
     const float *z = logits + (size_t)t * S;
     float *pr = o->probs + (size_t)t * E;
-    softmax_row(z + E, G, pg);
+    eng_softmax_row(z + E, G, pg);
     int g;
     eng_topk(pg, G, 1, &g);
     for (int gg = 0; gg < G; gg++) {           /* joint probability p(group) * p(expert | group) */
-      softmax_row(z + gg * per, per, pe);
+      eng_softmax_row(z + gg * per, per, pe);
       for (int i = 0; i < per; i++) pr[gg * per + i] = pg[gg] * pe[i];
     }
-    softmax_row(z + g * per, per, pe);
+    eng_softmax_row(z + g * per, per, pe);
     int *ex = o->experts + (size_t)t * k;
     float *w = o->weights + (size_t)t * k;
     eng_topk(pe, per, k, ex);
@@ -188,28 +195,6 @@ static int hier_route(eng_policy *p, const float *logits, const int *ids, int n,
 
 static void plain_free(eng_policy *p) { free(p); }
 
-/* Parses "key=value,key=value" into ints; unknown keys are an error. */
-static int parse_kv(const char *args, const char *const *keys, int *vals, int nkeys, char *err, size_t errlen) {
-  char buf[256];
-  snprintf(buf, sizeof buf, "%s", args);
-  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    char *eq = strchr(tok, '=');
-    if (!eq) return eng_errf(err, errlen, "--route: expected key=value, got '%s'", tok);
-    *eq = 0;
-    int found = 0;
-    for (int i = 0; i < nkeys; i++)
-      if (!strcmp(tok, keys[i])) {
-        char *end;
-        long v = strtol(eq + 1, &end, 10);
-        if (*end || end == eq + 1) return eng_errf(err, errlen, "--route: %s must be an integer, got '%s'", tok, eq + 1);
-        vals[i] = (int)v;
-        found = 1;
-      }
-    if (!found) return eng_errf(err, errlen, "--route: unknown parameter '%s'", tok);
-  }
-  return 0;
-}
-
 const char *eng_router_kind_name(eng_router_kind k) {
   static const char *names[] = {"softmax_topk", "group_limited_greedy", "sigmoid_group_bias", "topk_softmax",
                                 "switch_capacity", "hierarchical"};
@@ -217,7 +202,7 @@ const char *eng_router_kind_name(eng_router_kind k) {
 }
 
 static void set_native(eng_policy *p, const eng_router_cfg *rc) {
-  static int (*const fns[])(eng_policy *, const float *, const int *, int, eng_route_out *) = {
+  static int (*const fns[])(eng_policy *, const float *, const int *, int, int, eng_route_out *) = {
     softmax_topk_route, group_limited_route, sigmoid_group_route, topk_softmax_route, switch_route, hier_route};
   p->rc = *rc;
   if (p->rc.scale == 0) p->rc.scale = 1.0f;
@@ -258,46 +243,51 @@ int eng_policy_bind(eng_policy *p, const eng_router_cfg *rc) {
   return 0;
 }
 
+/* Builds a policy from spec for a model whose native router is nat. */
+static int policy_new(eng_policy **out, const char *spec, const eng_router_cfg *nat, char *err, size_t errlen) {
+  *out = NULL;
+  if (!spec || !*spec) spec = "native";
+  int E = nat->n_experts;
+  if (E < 1 || nat->k < 1 || nat->k > E) return eng_errf(err, errlen, "router: k=%d with %d experts", nat->k, E);
+  eng_px_params par;
+  int prc = strcmp(spec, "native") ? eng_px_parse(spec, nat, &par, err, errlen) : 1;
+  if (prc < 0) return -1;
+  if (prc > 0 && strcmp(spec, "native")) {
+    size_t nl = strcspn(spec, ":");
+    return eng_errf(err, errlen, "--route: unknown policy '%.*s' (known: native, topk, topp, capacity, expert_choice, "
+                    "bias, group, noisy, hash, random)", (int)(nl < 64 ? nl : 64), spec);
+  }
+  eng_policy *p = calloc(1, sizeof *p);
+  if (!p) return eng_errf(err, errlen, "out of memory");
+  p->n_experts = E;
+  p->k = nat->k;
+  p->renorm = nat->renorm;
+  p->route = softmax_topk_route;
+  p->free = plain_free;
+  p->logit_stride = E + (nat->kind == ENG_ROUTER_HIER ? nat->n_group : 0);
+  p->rc = (eng_router_cfg){ENG_ROUTER_SOFTMAX_TOPK, E, nat->k, nat->renorm, 1, 1, 1.0f, 1.0f};
+  if (prc > 0) {   /* native */
+    p->native = 1;
+    snprintf(p->spec, sizeof p->spec, "native(softmax,topk:k=%d,renorm=%d)", p->k, p->renorm);
+  } else {
+    p->rc.scale = nat->scale != 0 ? nat->scale : 1.0f;   /* the model's routed_scaling_factor */
+    eng_px_spec(&par, p->rc.scale, p->spec, sizeof p->spec);
+    if (eng_px_setup(p, &par, err, errlen)) { free(p); return -1; }
+  }
+  *out = p;
+  return 0;
+}
+
 int eng_policy_create_cfg(eng_policy **out, const char *spec, const eng_router_cfg *native, char *err, size_t errlen) {
-  if (eng_policy_create(out, spec, native->n_experts, native->k, native->renorm, err, errlen)) return -1;
+  if (policy_new(out, spec, native, err, errlen)) return -1;
   if ((*out)->native) set_native(*out, native);
-  else (*out)->logit_stride = native->n_experts + (native->kind == ENG_ROUTER_HIER ? native->n_group : 0);
   return 0;
 }
 
 int eng_policy_create(eng_policy **out, const char *spec, int E, int k_native, int renorm_native,
                       char *err, size_t errlen) {
-  *out = NULL;
-  if (!spec || !*spec) spec = "native";
-  eng_policy *p = calloc(1, sizeof *p);
-  if (!p) return eng_errf(err, errlen, "out of memory");
-  p->n_experts = E;
-  p->k = k_native;
-  p->renorm = renorm_native;
-  p->route = softmax_topk_route;
-  p->free = plain_free;
-  p->logit_stride = E;
-  p->rc = (eng_router_cfg){ENG_ROUTER_SOFTMAX_TOPK, E, k_native, renorm_native, 1, 1, 1.0f, 1.0f};
-  if (!strcmp(spec, "native")) {
-    p->native = 1;
-    snprintf(p->spec, sizeof p->spec, "native(softmax,topk:k=%d,renorm=%d)", p->k, p->renorm);
-  } else if (!strncmp(spec, "topk", 4) && (spec[4] == 0 || spec[4] == ':')) {
-    const char *keys[] = {"k", "renorm"};
-    int vals[2] = {k_native, renorm_native};
-    if (spec[4] == ':' && parse_kv(spec + 5, keys, vals, 2, err, errlen)) { free(p); return -1; }
-    if (vals[0] < 1 || vals[0] > E) { free(p); return eng_errf(err, errlen, "--route: k=%d must be in 1..%d", vals[0], E); }
-    if (vals[1] != 0 && vals[1] != 1) { free(p); return eng_errf(err, errlen, "--route: renorm must be 0 or 1"); }
-    p->k = vals[0];
-    p->renorm = vals[1];
-    p->rc.k = p->k;
-    p->rc.renorm = p->renorm;
-    snprintf(p->spec, sizeof p->spec, "topk:k=%d,renorm=%d,score=softmax", p->k, p->renorm);
-  } else {
-    free(p);
-    return eng_errf(err, errlen, "--route: unknown policy '%s' (known: native, topk:k=K,renorm=0|1)", spec);
-  }
-  *out = p;
-  return 0;
+  eng_router_cfg rc = {ENG_ROUTER_SOFTMAX_TOPK, E, k_native, renorm_native, 1, 1, 1.0f, 1.0f};
+  return policy_new(out, spec, &rc, err, errlen);
 }
 
 void eng_policy_free(eng_policy *p) { if (p) p->free(p); }

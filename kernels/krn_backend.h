@@ -1,14 +1,44 @@
 /* krn_backend.h — the compute backend interface the engine calls for every op.
  *
  * The engine's forward pass is written once against this vtable; a backend supplies
- * the kernels (CPU now: kernels/cpu/, CUDA later: kernels/cuda/). All tensors here are
- * row-major float32 in host memory for the CPU backend. Shapes use n = tokens in the
- * batch. Each CPU kernel has a plain reference twin in krn_ref.c that tests compare to.
+ * the kernels (CPU now: kernels/cpu/, CUDA later: kernels/cuda/). Activations are
+ * row-major float32 in host memory for the CPU backend; weights of the matmuls may also
+ * come as a typed view (krn_w: F32 / BF16 / F16 / Q8_0 / Q4_0 rows read in place, e.g.
+ * straight from a memory-mapped checkpoint, widened to float32 inside the kernel). Shapes
+ * use n = tokens in the batch. Each CPU kernel has a plain reference twin in krn_ref.c
+ * that tests compare to.
  */
 #ifndef MOESCOPE_KRN_BACKEND_H
 #define MOESCOPE_KRN_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* Weight storage types; the codes are those of engine/eng_safetensors.h's eng_dtype
+ * (checked there at compile time). Q8_0 / Q4_0 are ggml blocks of 32 along a row:
+ * Q8_0 = f16 scale d + 32 int8 q (34 bytes), value q*d; Q4_0 = f16 d + 16 bytes of
+ * nibbles (18 bytes), element j<16 = ((b[j] & 15) - 8)*d, element 16+j = ((b[j] >> 4) - 8)*d. */
+enum { KRN_DT_F32 = 0, KRN_DT_F16 = 1, KRN_DT_BF16 = 2, KRN_DT_Q8_0 = 9, KRN_DT_Q4_0 = 10 };
+
+/* A weight matrix [rows, cols] (row-major, [out, in]) in its stored type: row r starts at
+ * data + r * row_stride_bytes. Q8_0 / Q4_0 need cols % 32 == 0. No alignment is required. */
+typedef struct krn_w {
+  int dtype;
+  const void *data;
+  int rows, cols;
+  size_t row_stride_bytes;
+} krn_w;
+
+/* Bytes of one row of cols elements of dtype (0: unknown type or a partial Q block). */
+size_t krn_dtype_row_bytes(int dtype, int cols);
+/* A view of contiguous rows (row stride = krn_dtype_row_bytes). */
+krn_w krn_w_view(int dtype, const void *data, int rows, int cols);
+/* Bytes the matrix occupies as stored (rows x row bytes). */
+size_t krn_w_bytes(const krn_w *w);
+/* Row r widened / dequantised to float32 exactly (BF16 << 16, F16 exact, Q*d in float). */
+void krn_w_row_f32(const krn_w *w, int r, float *dst);
+/* IEEE half -> float, exact (subnormals, inf, NaN). */
+float krn_f16_to_f32(uint16_t h);
 
 typedef struct krn_backend {
   const char *name;
@@ -43,6 +73,10 @@ typedef struct krn_backend {
   /* gpt-oss clamped SwiGLU: g' = min(g, limit), u' = clamp(u, -limit, limit),
    * h = (u' + 1) * g' * sigmoid(alpha * g') (h may alias g) */
   void (*swiglu_oai)(float *h, const float *g, const float *u, size_t n, float alpha, float limit);
+  /* matmul against a typed weight view: y[n,out] = x[n,in] . W[out,in]^T (+ bias), W read
+   * in its stored type (w->rows >= out, w->cols == in). Bit-identical to widening W to
+   * float32 first and calling matmul of the same backend (same accumulation order). */
+  void (*matmul_w)(float *y, const float *x, const krn_w *w, const float *bias, int n, int in, int out);
 } krn_backend;
 
 /* The optimised, multithreaded CPU backend (OpenMP, SIMD chosen at run time). */

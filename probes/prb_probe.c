@@ -45,6 +45,11 @@ const char *prb_op_name(int op) {
   return op_names[op];
 }
 
+const char *prb_scope_name(int scope) {
+  static const char *const names[PRB_SCOPE_COUNT] = { "run", "batch", "layer", "op", "expert" };
+  return scope >= 0 && scope < PRB_SCOPE_COUNT ? names[scope] : "unknown";
+}
+
 const char *prb_phase_name(int phase) {
   switch (phase) {
     case PRB_PHASE_PREFILL: return "prefill";
@@ -55,7 +60,8 @@ const char *prb_phase_name(int phase) {
 
 prb_probe prb_probe_none(void) {
   prb_probe p = { .ctx = NULL, .level = PRB_LEVEL_OFF,
-                  .route = NULL, .op = NULL, .sequence = NULL, .tokens = NULL };
+                  .route = NULL, .op = NULL, .sequence = NULL, .tokens = NULL, .policy_state = NULL,
+                  .scope_ctx = NULL, .scope_begin = NULL, .scope_end = NULL };
   return p;
 }
 

@@ -48,6 +48,12 @@ typedef struct prb_route_batch {
   const int *dropped;    /* [E] tokens dropped per expert by the policy, or NULL (= 0) */
 } prb_route_batch;
 
+/* Nested scopes bracketed by prb_probe.scope_begin/scope_end (NVTX ranges, CUPTI external
+ * correlation ids): run > batch > layer > op > expert, always closed in LIFO order. */
+enum prb_scope_kind { PRB_SCOPE_RUN = 0, PRB_SCOPE_BATCH, PRB_SCOPE_LAYER, PRB_SCOPE_OP, PRB_SCOPE_EXPERT,
+                 PRB_SCOPE_COUNT };
+const char *prb_scope_name(int scope);          /* "run", "batch", "layer", "op", "expert" */
+
 typedef struct prb_probe {
   void *ctx;
   int level;             /* what the consumer wants; the engine skips work above it */
@@ -59,6 +65,15 @@ typedef struct prb_probe {
   /* n tokens of a sequence; nll may be NULL (no scores) and NaN entries mean "no score" */
   void (*tokens)(void *ctx, int seq_id, int n, const int *pos, const int *token_ids,
                  int phase, const float *nll);
+  /* State of a stateful router policy at one (forward batch, layer): n values, one per
+   * expert (the bias policy: the selection bias it used in this batch) -> router_bias. */
+  void (*policy_state)(void *ctx, int64_t batch_id, int layer, int n, const float *values);
+  /* Scope hooks (probes/prb_nvtx.h), called with scope_ctx on the engine's thread around
+   * batches, layers and ops (op = enum prb_op; expert = -1 when not expert-specific;
+   * layer = -1 outside layers). NULL = not interested. Independent of `level`. */
+  void *scope_ctx;
+  void (*scope_begin)(void *scope_ctx, int scope, int64_t batch_id, int layer, int op, int expert);
+  void (*scope_end)(void *scope_ctx, int scope, int64_t batch_id, int layer, int op, int expert);
 } prb_probe;
 
 /* A probe that records nothing. */

@@ -20,6 +20,9 @@
  * sequences rows are upserted (a sequence may be reported when it starts and again with its
  * final n_tokens); a repeated tokens (seq_id, pos) is a constraint error and gets latched.
  * Events arriving before prb_sink_begin_run() have no run to belong to and are dropped.
+ * Each routing record is also stored once as a routing_packed row (its arrays as blobs,
+ * same transaction as its routing rows): analysis loads 10^7 routing rows from those few
+ * thousand blobs instead of stepping SQLite once per row (analysis/ana_trace.c).
  */
 #include "probes/prb_sink.h"
 #include "probes/prb_ring.h"
@@ -41,7 +44,7 @@
 #define MOESCOPE_VERSION "unknown"
 #endif
 
-enum { REC_ROUTE = 1, REC_LOAD, REC_OP, REC_SEQ, REC_TOK, REC_VOCAB };
+enum { REC_ROUTE = 1, REC_LOAD, REC_OP, REC_SEQ, REC_TOK, REC_VOCAB, REC_BIAS };
 
 /* Record payload headers (arrays follow; all 4- or 8-byte fields, 8-aligned in the ring). */
 typedef struct { int64_t batch_id; int32_t layer, n, k, e, has_probs, has_logits; } rec_route;
@@ -51,8 +54,9 @@ typedef struct { int64_t batch_id; uint64_t start_ns, end_ns; int32_t layer, op,
 typedef struct { int32_t seq_id, n_tokens, label_len, source_len; } rec_seq;  /* len -1 = NULL */
 typedef struct { int32_t seq_id, n, phase, has_nll; } rec_tok;
 typedef struct { int32_t first_id, n; } rec_vocab;  /* then uint32 lens[n] (UINT32_MAX = NULL), bytes */
+typedef struct { int64_t batch_id; int32_t layer, n; } rec_bias;  /* then float32 values[n] (router_bias) */
 
-enum { ST_ROUTING, ST_PROBS, ST_LOAD, ST_OP, ST_SEQ, ST_TOK, ST_VOCAB, ST_COUNT };
+enum { ST_ROUTING, ST_PROBS, ST_LOAD, ST_OP, ST_SEQ, ST_TOK, ST_VOCAB, ST_PACKED, ST_BIAS, ST_COUNT };
 static const char *const st_sql[ST_COUNT] = {
   "INSERT INTO routing(run_id,seq_id,pos,layer,slot,expert,weight) VALUES(?,?,?,?,?,?,?)",
   "INSERT INTO router_probs(run_id,seq_id,pos,layer,probs,logits) VALUES(?,?,?,?,?,?)",
@@ -61,9 +65,11 @@ static const char *const st_sql[ST_COUNT] = {
   "INSERT OR REPLACE INTO sequences(run_id,seq_id,label,source,n_tokens) VALUES(?,?,?,?,?)",
   "INSERT INTO tokens(run_id,seq_id,pos,token_id,phase,nll) VALUES(?,?,?,?,?,?)",
   "INSERT OR REPLACE INTO vocab(run_id,token_id,piece) VALUES(?,?,?)",
+  "INSERT INTO routing_packed(run_id,batch_id,layer,n,k,e,n_rows,seq,pos,expert,weight) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+  "INSERT INTO router_bias(run_id,batch_id,layer,expert,bias) VALUES(?,?,?,?,?)",
 };
 static const char *const st_table[ST_COUNT] = {
-  "routing", "router_probs", "expert_load", "ops", "sequences", "tokens", "vocab" };
+  "routing", "router_probs", "expert_load", "ops", "sequences", "tokens", "vocab", "routing_packed", "router_bias" };
 
 typedef struct lvl_ctx { struct prb_sink *s; int level; } lvl_ctx;
 
@@ -183,6 +189,23 @@ static long write_record(prb_sink *s, const prb_rec_hdr *h) {
         rows++;
       }
     }
+    if (r.n > 0) {   /* the same routing as one packed row (analysis reads it in one go) */
+      long n_rows = 0;
+      for (size_t i = 0; i < (size_t)r.n * r.k; i++) { int e = rd_i32(ex, i); n_rows += e >= 0 && e < r.e; }
+      sqlite3_stmt *sp = s->st[ST_PACKED];
+      sqlite3_bind_int64(sp, 1, run);
+      sqlite3_bind_int64(sp, 2, r.batch_id);
+      sqlite3_bind_int(sp, 3, r.layer);
+      sqlite3_bind_int(sp, 4, r.n);
+      sqlite3_bind_int(sp, 5, r.k);
+      sqlite3_bind_int(sp, 6, r.e);
+      sqlite3_bind_int64(sp, 7, n_rows);
+      sqlite3_bind_blob(sp, 8, seq, 4 * r.n, SQLITE_STATIC);
+      sqlite3_bind_blob(sp, 9, pos, 4 * r.n, SQLITE_STATIC);
+      sqlite3_bind_blob(sp, 10, ex, 4 * r.n * r.k, SQLITE_STATIC);
+      sqlite3_bind_blob(sp, 11, w, 4 * r.n * r.k, SQLITE_STATIC);
+      if (step(s, ST_PACKED)) return -1;
+    }
     break;
   }
   case REC_LOAD: {
@@ -270,6 +293,21 @@ static long write_record(prb_sink *s, const prb_rec_hdr *h) {
       if (len == UINT32_MAX) sqlite3_bind_null(st, 3);
       else { sqlite3_bind_text(st, 3, bytes, (int)len, SQLITE_STATIC); bytes += len; }
       if (step(s, ST_VOCAB)) return -1;
+      rows++;
+    }
+    break;
+  }
+  case REC_BIAS: {   /* a router policy's per-expert state (bias policy) at one batch and layer */
+    rec_bias r;
+    memcpy(&r, p, sizeof r);
+    sqlite3_stmt *st = s->st[ST_BIAS];
+    for (int i = 0; i < r.n; i++) {
+      sqlite3_bind_int64(st, 1, run);
+      sqlite3_bind_int64(st, 2, r.batch_id);
+      sqlite3_bind_int(st, 3, r.layer);
+      sqlite3_bind_int(st, 4, i);
+      sqlite3_bind_double(st, 5, rd_f32(p + sizeof r, (size_t)i));
+      if (step(s, ST_BIAS)) return -1;
       rows++;
     }
     break;
@@ -454,6 +492,20 @@ static void cb_tokens(void *ctx, int seq_id, int n, const int *pos, const int *t
   }
 }
 
+/* A stateful policy's per-expert values (the bias policy's selection bias) -> router_bias;
+ * small (E floats per batch and layer), so recorded at every level from counts on. */
+static void cb_policy_state(void *ctx, int64_t batch_id, int layer, int n, const float *values) {
+  prb_sink *s = ((lvl_ctx *)ctx)->s;
+  size_t bytes = sizeof(rec_bias) + 4 * (size_t)(n > 0 ? n : 0);
+  if (atomic_load(&s->run_id) == 0 || n <= 0 || !values || bytes > s->rec_max) return;
+  unsigned char *p = prb_ring_reserve(&s->ring, REC_BIAS, bytes);
+  if (!p) return;
+  rec_bias r = { batch_id, layer, n };
+  memcpy(p, &r, sizeof r);
+  memcpy(p + sizeof r, values, 4 * (size_t)n);
+  prb_ring_commit(&s->ring);
+}
+
 prb_probe prb_sink_probe(prb_sink *s, int level) {
   prb_probe p = prb_probe_none();
   if (!s || level <= PRB_LEVEL_OFF) return p;
@@ -464,6 +516,7 @@ prb_probe prb_sink_probe(prb_sink *s, int level) {
   p.op = cb_op;
   p.sequence = cb_sequence;
   p.tokens = cb_tokens;
+  p.policy_state = cb_policy_state;
   return p;
 }
 

@@ -1,14 +1,17 @@
 /* rep_heatmap.c — the cairo heatmap renderer (PNG and SVG) behind every layer x expert
  * and label x expert figure: a diverging log2 colour map centred at 1 (the uniform share),
  * capped to 1/8..8, with title, axis labels, tick labels that thin out as E and L grow,
- * in-cell numbers when cells are big enough, and a labelled colour bar. Uses only the
+ * in-cell numbers when cells are big enough, and a labelled colour bar; plus rep_render(),
+ * the one place that turns a draw callback into PNG / SVG / PDF files. Uses only the
  * cairo "toy" text API so it needs no pango/fontconfig setup beyond cairo's defaults. */
 #include "reports/rep_internal.h"
 
 #include <cairo.h>
+#include <cairo-pdf.h>
 #include <cairo-svg.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CAP_LOG2 3.0   /* colour saturates at 2^-3 = 1/8 and 2^3 = 8 */
@@ -68,6 +71,15 @@ static void compute_layout(const rep_heatmap *hm, layout *lo) {
     cairo_text_extents(cr, hm->row_labels[r] ? hm->row_labels[r] : "", &te);
     if (te.x_advance > maxw) maxw = te.x_advance;
   }
+  double subw = 0, titw = 0;
+  cairo_text_extents_t te;
+  if (hm->subtitle) { cairo_set_font_size(cr, 12); cairo_text_extents(cr, hm->subtitle, &te); subw = te.x_advance; }
+  if (hm->title) {
+    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
+    cairo_set_font_size(cr, 16);
+    cairo_text_extents(cr, hm->title, &te);
+    titw = te.x_advance;
+  }
   cairo_destroy(cr);
   cairo_surface_destroy(sc);
   lo->left = 20 + 22 + clampd(maxw, 10, 260) + 8;   /* margin + ylabel + labels + gap */
@@ -77,7 +89,7 @@ static void compute_layout(const rep_heatmap *hm, layout *lo) {
   lo->cbar_x = lo->left + lo->gw + 24;
   lo->width = ceil(lo->cbar_x + 18 + 52 + 26);
   lo->height = ceil(lo->top + (lo->gh > 200 ? lo->gh : 200) + 62);
-  double title_w = 40 + 9.0 * (hm->title ? (double)strlen(hm->title) : 0);
+  double title_w = 30 + (titw > subw ? titw : subw);
   if (lo->width < title_w) lo->width = ceil(title_w);
 }
 
@@ -189,6 +201,138 @@ static void draw(cairo_t *cr, const rep_heatmap *hm, const layout *lo) {
     text_at(cr, hm->cbar_label, 0, 0, 0.5, 0.5);
     cairo_restore(cr);
   }
+}
+
+/* ---- asynchronous PNG encoding -------------------------------------------------------
+ * Drawing a figure is cheap; deflating its pixels into a PNG is most of the cost of a report
+ * (about 30 ms a figure). Between rep_png_async_begin() and rep_png_async_end(), rep_render
+ * hands each drawn image surface to one encoder thread (at most PQ_MAX queued) and goes on
+ * drawing, so the encoding overlaps everything else. Not reentrant: one report at a time
+ * per process (the CLI runs one). Without begin, PNGs are written synchronously. */
+#include <pthread.h>
+
+enum { PQ_MAX = 8 };
+typedef struct png_job { cairo_surface_t *s; char path[4200]; struct png_job *next; } png_job;
+static pthread_mutex_t pq_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pq_cv = PTHREAD_COND_INITIALIZER;
+static png_job *pq_head, *pq_tail;
+static int pq_on, pq_stop, pq_pending;   /* pending = queued + being written */
+static pthread_t pq_th;
+static char pq_err[512];
+
+static void *pq_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&pq_mu);
+  for (;;) {
+    while (!pq_head && !pq_stop) pthread_cond_wait(&pq_cv, &pq_mu);
+    if (!pq_head) break;
+    png_job *j = pq_head;
+    pq_head = j->next;
+    if (!pq_head) pq_tail = NULL;
+    pthread_mutex_unlock(&pq_mu);
+    cairo_status_t st = cairo_surface_write_to_png(j->s, j->path);
+    cairo_surface_destroy(j->s);
+    pthread_mutex_lock(&pq_mu);
+    if (st != CAIRO_STATUS_SUCCESS && !pq_err[0])
+      snprintf(pq_err, sizeof pq_err, "cannot write %.400s: %s", j->path, cairo_status_to_string(st));
+    free(j);
+    pq_pending--;
+    pthread_cond_broadcast(&pq_cv);
+  }
+  pthread_mutex_unlock(&pq_mu);
+  return NULL;
+}
+
+void rep_png_async_begin(void) {
+  pthread_mutex_lock(&pq_mu);
+  if (!pq_on) {
+    pq_stop = 0; pq_pending = 0; pq_err[0] = 0;
+    pq_on = pthread_create(&pq_th, NULL, pq_main, NULL) == 0;
+  }
+  pthread_mutex_unlock(&pq_mu);
+}
+
+int rep_png_async_end(char *err, size_t errlen) {
+  pthread_mutex_lock(&pq_mu);
+  if (!pq_on) { pthread_mutex_unlock(&pq_mu); return 0; }
+  pq_stop = 1;
+  pthread_cond_broadcast(&pq_cv);
+  pthread_mutex_unlock(&pq_mu);
+  pthread_join(pq_th, NULL);
+  pthread_mutex_lock(&pq_mu);
+  pq_on = 0;
+  int rc = 0;
+  if (pq_err[0]) { if (err) snprintf(err, errlen, "%s", pq_err); rc = -1; }
+  pthread_mutex_unlock(&pq_mu);
+  return rc;
+}
+
+/* Queues s (ownership passes) when the encoder runs; returns 1 when queued. */
+static int pq_push(cairo_surface_t *s, const char *path) {
+  pthread_mutex_lock(&pq_mu);
+  if (!pq_on) { pthread_mutex_unlock(&pq_mu); return 0; }
+  png_job *j = malloc(sizeof *j);
+  if (!j) { pthread_mutex_unlock(&pq_mu); return 0; }
+  while (pq_pending >= PQ_MAX) pthread_cond_wait(&pq_cv, &pq_mu);
+  j->s = s; j->next = NULL;
+  snprintf(j->path, sizeof j->path, "%s", path);
+  if (pq_tail) pq_tail->next = j; else pq_head = j;
+  pq_tail = j;
+  pq_pending++;
+  pthread_cond_broadcast(&pq_cv);
+  pthread_mutex_unlock(&pq_mu);
+  return 1;
+}
+
+int rep_render(double width, double height, void (*draw_fn)(cairo_t *, const void *), const void *arg,
+               const char *stem, unsigned formats, char *err, size_t errlen) {
+  char path[4200];
+  if (formats & REP_FMT_PNG) {
+    snprintf(path, sizeof path, "%s.png", stem);
+    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, (int)width, (int)height);
+    cairo_t *cr = cairo_create(s);
+    draw_fn(cr, arg);
+    cairo_status_t st = cairo_status(cr);
+    cairo_destroy(cr);
+    if (st == CAIRO_STATUS_SUCCESS && pq_push(s, path)) s = NULL;   /* the encoder thread owns it */
+    else if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_write_to_png(s, path);
+    if (s) cairo_surface_destroy(s);
+    if (st != CAIRO_STATUS_SUCCESS) {
+      snprintf(err, errlen, "cannot write %s: %s", path, cairo_status_to_string(st));
+      return -1;
+    }
+  }
+  for (int v = 0; v < 2; v++) {   /* vector formats: SVG, PDF (points = pixels) */
+    if (!(formats & (v ? REP_FMT_PDF : REP_FMT_SVG))) continue;
+    snprintf(path, sizeof path, "%s.%s", stem, v ? "pdf" : "svg");
+    cairo_surface_t *s = v ? cairo_pdf_surface_create(path, width, height) : cairo_svg_surface_create(path, width, height);
+    cairo_t *cr = cairo_create(s);
+    draw_fn(cr, arg);
+    cairo_status_t st = cairo_status(cr);
+    cairo_destroy(cr);
+    cairo_surface_finish(s);
+    if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_status(s);
+    cairo_surface_destroy(s);
+    if (st != CAIRO_STATUS_SUCCESS) {
+      snprintf(err, errlen, "cannot write %s: %s", path, cairo_status_to_string(st));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+typedef struct hm_arg { const rep_heatmap *hm; layout lo; } hm_arg;
+static void hm_draw(cairo_t *cr, const void *p) { const hm_arg *a = p; draw(cr, a->hm, &a->lo); }
+
+int rep_heatmap_render(const rep_heatmap *hm, const char *stem, unsigned formats, int *w, int *h,
+                       char *err, size_t errlen) {
+  if (hm->rows <= 0 || hm->cols <= 0) { snprintf(err, errlen, "empty heatmap"); return -1; }
+  hm_arg a;
+  a.hm = hm;
+  compute_layout(hm, &a.lo);
+  if (w) *w = (int)a.lo.width;
+  if (h) *h = (int)a.lo.height;
+  return rep_render(a.lo.width, a.lo.height, hm_draw, &a, stem, formats, err, errlen);
 }
 
 int rep_heatmap_write(const rep_heatmap *hm, const char *png_path, const char *svg_path,

@@ -1,8 +1,11 @@
-/* rep_report.c — `moescope report`: turns one run of a trace DB into a report folder:
- * heatmap_load.{png,svg} (layer x expert load / uniform share), label_pref_layer<L>.{png,svg}
- * (label x expert preference per MoE layer, when routing rows and labels exist), report.md
- * and a self-contained index.html (PNGs embedded as base64 data URIs). Reads only the DB
- * through analysis/; figures are drawn by rep_heatmap.c. */
+/* rep_report.c — `moescope report`: turns one run of a trace DB into a report folder. It
+ * runs the diagnosis once (balance summary + one routing read + structure), draws every
+ * figure (rep_figs.c) and builds every table once as strings (run, diagnosis, balance,
+ * structure, label preference, top tokens; rep_table.c), then writes the documents asked
+ * for by --format: index.html (self-contained: PNGs embedded as base64, sortable tables),
+ * report.md (PNG figures, links to SVG/PDF), report.tex (booktabs tables, \includegraphics
+ * of the PDF figures) and, always, tables/<name>.csv for every table. Reads only the DB
+ * through analysis/. */
 #include "reports/rep_commands.h"
 #include "reports/rep_internal.h"
 
@@ -12,7 +15,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int mkdir_p(const char *path, char *err, size_t errlen) {
+#include "analysis/ana_diag.h"
+#include "reports/rep_report_int.h"
+
+int rep_mkdir_p(const char *path, char *err, size_t errlen) {
   char buf[4096];
   if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
     snprintf(err, errlen, "output path too long");
@@ -38,110 +44,10 @@ static int mkdir_p(const char *path, char *err, size_t errlen) {
   return 0;
 }
 
-/* One figure of the report: file stem, caption. */
-typedef struct figure { char stem[64]; char caption[160]; } figure;
-
-typedef struct figs { figure *v; int n, cap; } figs;
-
-static int figs_add(figs *f, const char *stem, const char *caption) {
-  if (f->n == f->cap) {
-    int nc = f->cap ? f->cap * 2 : 8;
-    figure *nv = realloc(f->v, (size_t)nc * sizeof *nv);
-    if (!nv) return -1;
-    f->v = nv; f->cap = nc;
-  }
-  snprintf(f->v[f->n].stem, sizeof f->v[f->n].stem, "%s", stem);
-  snprintf(f->v[f->n].caption, sizeof f->v[f->n].caption, "%s", caption);
-  f->n++;
-  return 0;
-}
-
-static int write_fig(const char *outdir, const char *stem, const rep_heatmap *hm, char *err,
-                     size_t errlen) {
-  char png[4200], svg[4200];
-  snprintf(png, sizeof png, "%s/%s.png", outdir, stem);
-  snprintf(svg, sizeof svg, "%s/%s.svg", outdir, stem);
-  return rep_heatmap_write(hm, png, svg, NULL, NULL, err, errlen);
-}
-
-static int load_heatmap(const ana_summary *s, const char *outdir, char *err, size_t errlen) {
-  int L = s->load.n_layers, E = s->load.n_experts;
-  double *ratio = malloc((size_t)L * E * sizeof *ratio);
-  char (*lab)[24] = malloc((size_t)L * sizeof *lab);
-  const char **labp = malloc((size_t)L * sizeof *labp);
-  int rc = -1;
-  if (!ratio || !lab || !labp) { snprintf(err, errlen, "out of memory"); goto done; }
-  for (int l = 0; l < L; l++) {
-    double uni = (double)s->layer[l].total / E;
-    for (int e = 0; e < E; e++)
-      ratio[(size_t)l * E + e] = uni > 0 ? (double)s->load.tokens[(size_t)l * E + e] / uni : NAN;
-    snprintf(lab[l], sizeof lab[l], "L%d", s->load.layer_ids[l]);
-    labp[l] = lab[l];
-  }
-  char title[160], sub[1024];
-  snprintf(title, sizeof title, "Expert load per layer, run %lld", s->run.run_id);
-  snprintf(sub, sizeof sub, "%s%s%s  E=%d  k=%d  %lld slots; cell = tokens / (layer total / E)",
-           s->run.family[0] ? s->run.family : "", s->run.policy[0] ? "  policy=" : "",
-           s->run.policy, E, s->run.top_k, s->overall.total);
-  rep_heatmap hm = {title, sub, "expert", "layer", "load / uniform share (log scale)", L, E,
-                    labp, ratio};
-  rc = write_fig(outdir, "heatmap_load", &hm, err, errlen);
-done:
-  free(ratio); free(lab); free(labp);
-  return rc;
-}
-
-/* Per-label preference heatmaps, one per MoE layer. Returns 0 and sets *note when skipped. */
-static int label_heatmaps(ana_db *d, const ana_summary *s, const char *outdir, figs *fg,
-                          char *note, size_t notelen, char *err, size_t errlen) {
-  ana_labels lb;
-  int rc = ana_label_counts(d, &s->run, -1, &lb, note, notelen);
-  if (rc == 1) return 0;
-  if (rc != 0) { snprintf(err, errlen, "%s", note); note[0] = 0; return -1; }
-  if (!lb.has_real_label) {
-    snprintf(note, notelen, "no sequence labels in run %lld (give --label when running)",
-             s->run.run_id);
-    ana_labels_free(&lb);
-    return 0;
-  }
-  int E = lb.n_experts, NL = lb.n_labels;
-  double *ratio = malloc((size_t)NL * E * sizeof *ratio);
-  char (*lab)[96] = malloc((size_t)NL * sizeof *lab);
-  const char **labp = malloc((size_t)NL * sizeof *labp);
-  rc = -1;
-  if (!ratio || !lab || !labp) { snprintf(err, errlen, "out of memory"); goto done; }
-  for (int l = 0; l < lb.n_layers; l++) {
-    const long long *c = lb.counts + (size_t)l * NL * E;
-    for (int j = 0; j < NL; j++) {
-      long long tot = 0;
-      for (int e = 0; e < E; e++) tot += c[(size_t)j * E + e];
-      double uni = (double)tot / E;
-      for (int e = 0; e < E; e++)
-        ratio[(size_t)j * E + e] = uni > 0 ? (double)c[(size_t)j * E + e] / uni : NAN;
-      snprintf(lab[j], sizeof lab[j], "%.60s (%lld)", lb.labels[j], tot);
-      labp[j] = lab[j];
-    }
-    char title[160], stem[64], cap[160];
-    snprintf(title, sizeof title, "Layer %d: expert preference by label, run %lld",
-             lb.layer_ids[l], s->run.run_id);
-    rep_heatmap hm = {title, "cell = label's share of slots on expert / (1/E); (n) = slots",
-                      "expert", "label", "share / uniform share (log scale)", NL, E, labp, ratio};
-    snprintf(stem, sizeof stem, "label_pref_layer%d", lb.layer_ids[l]);
-    if (write_fig(outdir, stem, &hm, err, errlen) != 0) goto done;
-    snprintf(cap, sizeof cap, "Layer %d: expert preference by label", lb.layer_ids[l]);
-    if (figs_add(fg, stem, cap) != 0) { snprintf(err, errlen, "out of memory"); goto done; }
-  }
-  rc = 0;
-done:
-  free(ratio); free(lab); free(labp);
-  ana_labels_free(&lb);
-  return rc;
-}
-
 static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* Streams the file at path into f as base64. 0 or -1. */
-static int put_base64_file(FILE *f, const char *path) {
+int rep_put_base64_file(FILE *f, const char *path) {
   FILE *in = fopen(path, "rb");
   if (!in) return -1;
   unsigned char b[3 * 4096];
@@ -167,7 +73,7 @@ static int put_base64_file(FILE *f, const char *path) {
   return bad ? -1 : 0;
 }
 
-static void run_rows(const ana_summary *s, const char *names[], char vals[][1100], int *n) {
+void rep_run_rows(const ana_summary *s, const char *names[], char vals[][1100], int *n) {
   const ana_run *r = &s->run;
   int k = 0;
 #define ROW(name, ...) do { names[k] = name; snprintf(vals[k], 1100, __VA_ARGS__); k++; } while (0)
@@ -187,118 +93,194 @@ static void run_rows(const ana_summary *s, const char *names[], char vals[][1100
   *n = k;
 }
 
-static const char k_conventions[] =
+const char rep_conventions[] =
   "slots = token->expert assignments; CV = std/mean of per-expert slots; MaxVio = (max-mean)/mean; "
   "H_norm = entropy/log(E); Gini over experts; dead = experts with 0 slots; overall row = mean of "
   "layer metrics (dead summed). aux_loss = a*E*sum_e f_e*P_e with a = 1 and f_e = slots_e/T "
   "(Hugging Face Mixtral load_balancing_loss_func convention; balanced routing gives k); "
-  "z_loss = mean logsumexp(logits)^2. '-' = not recorded (needs --record full).";
+  "z_loss = mean logsumexp(logits)^2; Jain = (sum c)^2/(E sum c^2); drop@CF = share of slots over the capacity "
+  "ceil(CF*S_b/E) of their forward batch (S_b = slots of the batch in the layer). '-' = not recorded "
+  "(needs --record full).";
 
-static int write_md(const char *outdir, const ana_summary *s, const figs *fg, const char *note,
-                    char *err, size_t errlen) {
-  char path[4200];
-  snprintf(path, sizeof path, "%s/report.md", outdir);
-  FILE *f = fopen(path, "w");
-  if (!f) { snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno)); return -1; }
-  fprintf(f, "# moescope report: run %lld\n\n## Run\n\n| field | value |\n|:---|:---|\n", s->run.run_id);
-  const char *names[16];
-  char vals[16][1100];
-  int n;
-  run_rows(s, names, vals, &n);
-  for (int i = 0; i < n; i++) {
-    fprintf(f, "| %s | ", names[i]);
-    for (const char *p = vals[i]; *p; p++) fputs(*p == '|' ? "\\|" : (char[2]){*p, 0}, f);
-    fputs(" |\n", f);
+void rep_diag_text(FILE *f, ana_db *d, const ana_diag *dg) {
+  char names[512];
+  fprintf(f, "%s\n", dg->n_findings ? "FINDINGS" : "healthy: no finding in any layer");
+  for (int l = 0; l < dg->n; l++) {
+    const ana_diag_layer *g = &dg->layers[l];
+    fprintf(f, "layer %d: %s", g->layer, g->verdict);
+    if (g->flags & ~(unsigned)ANA_F_LOWDATA) fprintf(f, " (%s)", ana_diag_flag_names(g->flags, names, sizeof names));
+    fputc('\n', f);
+    rep_diag_evidence(f, d, dg, g, "  ");
   }
-  fputs("\n## Load balance\n\n", f);
-  rep_balance_table_md(f, s);
-  fprintf(f, "\n%s\n\n## Figures\n\n", k_conventions);
-  for (int i = 0; i < fg->n; i++)
-    fprintf(f, "### %s\n\n![%s](%s.png)\n\n[SVG](%s.svg)\n\n", fg->v[i].caption, fg->v[i].caption,
-            fg->v[i].stem, fg->v[i].stem);
-  if (note && *note) fprintf(f, "Per-label figures skipped: %s.\n", note);
-  int bad = ferror(f);
-  if (fclose(f) != 0 || bad) { snprintf(err, errlen, "write error on %s", path); return -1; }
-  return 0;
+  rep_diag_thresholds_text(f, &dg->thr);
 }
 
-static int write_html(const char *outdir, const ana_summary *s, const figs *fg, const char *note,
-                      char *err, size_t errlen) {
-  char path[4200], png[4200];
-  snprintf(path, sizeof path, "%s/index.html", outdir);
-  FILE *f = fopen(path, "w");
-  if (!f) { snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno)); return -1; }
-  fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-             "<title>moescope report: run %lld</title>\n<style>\n"
-             "body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}\n"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-             "padding:3px 8px}table.num td{text-align:right}tr.total{font-weight:bold}\n"
-             "figure{margin:1.5em 0}img{max-width:100%%;height:auto}"
-             "p.note{color:#555;font-size:90%%}\n</style></head><body>\n"
-             "<h1>moescope report: run %lld</h1>\n<h2>Run</h2>\n<table>\n",
-          s->run.run_id, s->run.run_id);
+
+static int build_tables(ana_db *d, const ana_diag *dg, rep_table *tab, int *ntab, char *err, size_t errlen) {
+  const ana_summary *s = &dg->sum;
+  int n = 0, L = s->load.n_layers;
+  rep_table *t;
+#define NEWTAB(name, cap, rows, cols) do { t = &tab[n++]; \
+    if (rep_table_init(t, name, cap, rows, cols)) { *ntab = n; snprintf(err, errlen, "out of memory"); return -1; } } while (0)
+  /* run */
   const char *names[16];
   char vals[16][1100];
-  int n;
-  run_rows(s, names, vals, &n);
-  for (int i = 0; i < n; i++) {
-    fprintf(f, "<tr><th>%s</th><td>", names[i]);
-    rep_html_escape(f, vals[i]);
-    fputs("</td></tr>\n", f);
+  int nr;
+  rep_run_rows(s, names, vals, &nr);
+  NEWTAB("run", "Run", nr, 2);
+  rep_table_set(t, -1, 0, "field"); rep_table_set(t, -1, 1, "value");
+  for (int i = 0; i < nr; i++) { rep_table_set(t, i, 0, "%s", names[i]); rep_table_set(t, i, 1, "%s", vals[i]); }
+  /* diagnosis */
+  NEWTAB("diagnosis", "Diagnosis per MoE layer", dg->n, 9);
+  static const char *dh[9] = {"layer", "verdict", "findings", "busiest experts (share)", "top quarter share", "CV", "MaxVio",
+                              "dead", "pinned"};
+  for (int c = 0; c < 9; c++) rep_table_set(t, -1, c, "%s", dh[c]);
+  char b[64], names2[512];
+  for (int l = 0; l < dg->n; l++) {
+    const ana_diag_layer *g = &dg->layers[l];
+    rep_table_set(t, l, 0, "%d", g->layer);
+    rep_table_set(t, l, 1, "%s", g->verdict);
+    rep_table_set(t, l, 2, "%s", (g->flags & ~(unsigned)ANA_F_LOWDATA) ? ana_diag_flag_names(g->flags & ~(unsigned)ANA_F_LOWDATA, names2, sizeof names2) : "-");
+    char busy[128] = "";
+    for (int k = 0; k < ANA_DIAG_TOP && g->top_e[k] >= 0; k++)
+      snprintf(busy + strlen(busy), sizeof busy - strlen(busy), "%s%d (%.2f)", k ? ", " : "", g->top_e[k], g->top_share[k]);
+    rep_table_set(t, l, 3, "%s", busy);
+    rep_table_set(t, l, 4, "%s", rep_num(b, sizeof b, "%.3f", g->few_share));
+    rep_table_set(t, l, 5, "%s", rep_num(b, sizeof b, "%.3f", g->cv));
+    rep_table_set(t, l, 6, "%s", rep_num(b, sizeof b, "%.3f", g->maxvio));
+    rep_table_set(t, l, 7, "%d", g->n_dead);
+    rep_table_set(t, l, 8, "%s", rep_num(b, sizeof b, "%.3f", g->w1_pinned));
   }
-  fputs("</table>\n<h2>Load balance</h2>\n", f);
-  rep_balance_table_html(f, s);
-  fputs("<p class=\"note\">", f);
-  rep_html_escape(f, k_conventions);
-  fputs("</p>\n<h2>Figures</h2>\n", f);
-  for (int i = 0; i < fg->n; i++) {
-    snprintf(png, sizeof png, "%s/%s.png", outdir, fg->v[i].stem);
-    fprintf(f, "<figure id=\"%s\"><img alt=\"", fg->v[i].stem);
-    rep_html_escape(f, fg->v[i].caption);
-    fputs("\" src=\"data:image/png;base64,", f);
-    if (put_base64_file(f, png) != 0) {
-      snprintf(err, errlen, "cannot read %s for embedding", png);
-      fclose(f);
-      return -1;
+  /* balance */
+  NEWTAB("balance", "Load balance per MoE layer (last row: overall)", L + 1, REP_NCOLS);
+  char cells[REP_NCOLS][32];
+  for (int c = 0; c < REP_NCOLS; c++) rep_table_set(t, -1, c, "%s", rep_balance_heads[c]);
+  for (int l = 0; l <= L; l++) {
+    rep_balance_row(s, l == L ? -1 : l, cells);
+    for (int c = 0; c < REP_NCOLS; c++) rep_table_set(t, l, c, "%s", cells[c]);
+  }
+  if (dg->has_trace) {
+    const ana_trace *tr = &dg->trace;
+    const ana_struct *st = &dg->st;
+    NEWTAB("structure", "Routing structure per MoE layer", st->L, 15);
+    static const char *sh[15] = {"layer", "tokens", "coact max lift", "MI next (bits)", "NMI next", "repeat", "repeat base",
+                                 "pos JS (bits)", "label V", "label p", "tok spec", "tok spec base", "top-1 w mean",
+                                 "pinned", "uniform"};
+    for (int c = 0; c < 15; c++) rep_table_set(t, -1, c, "%s", sh[c]);
+    for (int l = 0; l < st->L; l++) {
+      double v[13] = {rep_max_lift(st, l), st->trans_mi[l], st->trans_nmi[l], st->rep_rate[l], st->rep_base[l], st->pos_js[l],
+                      tr->has_real_label ? st->lab_v[l] : NAN, tr->has_real_label ? st->lab_p[l] : NAN, st->tok_spec[l],
+                      st->tok_spec_base[l], st->w1_mean[l], st->w1_pinned[l], st->w1_uniform[l]};
+      rep_table_set(t, l, 0, "%d", tr->layer_ids[l]);
+      rep_table_set(t, l, 1, "%lld", st->tok_n[l]);
+      for (int k = 0; k < 13; k++) rep_table_set(t, l, 2 + k, "%s", rep_num(b, sizeof b, k == 7 ? "%.2g" : "%.4f", v[k]));
     }
-    fputs("\"><figcaption>", f);
-    rep_html_escape(f, fg->v[i].caption);
-    fprintf(f, " (<a href=\"%s.svg\">SVG</a>)</figcaption></figure>\n", fg->v[i].stem);
+    if (tr->has_real_label) {
+      int NL = st->n_labels, E = st->E;
+      NEWTAB("labels", "Expert preference per label and layer", st->L * NL, 6);
+      static const char *lh[6] = {"layer", "label", "slots", "JS vs other labels (bits)", "favourite expert",
+                                  "its share / uniform"};
+      for (int c = 0; c < 6; c++) rep_table_set(t, -1, c, "%s", lh[c]);
+      for (int l = 0; l < st->L; l++)
+        for (int j = 0; j < NL; j++) {
+          const long long *cn = st->lab + ((size_t)l * NL + j) * E;
+          long long tot = 0, mx = -1;
+          int arg = 0;
+          for (int e = 0; e < E; e++) { tot += cn[e]; if (cn[e] > mx) { mx = cn[e]; arg = e; } }
+          int r = l * NL + j;
+          rep_table_set(t, r, 0, "%d", tr->layer_ids[l]);
+          rep_table_set(t, r, 1, "%s", tr->labels[j]);
+          rep_table_set(t, r, 2, "%lld", tot);
+          rep_table_set(t, r, 3, "%s", rep_num(b, sizeof b, "%.4f", st->lab_js[(size_t)l * NL + j]));
+          rep_table_set(t, r, 4, "%d", arg);
+          rep_table_set(t, r, 5, "%s", rep_num(b, sizeof b, "%.2f", tot ? (double)mx * E / tot : NAN));
+        }
+    }
+    if (st->M) {
+      int E = st->E, idx[REP_TOPTOK];
+      double shr[REP_TOPTOK];
+      char piece[256];
+      NEWTAB("top_tokens", "Top tokens per expert (share of the token's occurrences routed to the expert)", st->L * E,
+             3 + REP_TOPTOK);
+      static const char *th[3 + REP_TOPTOK] = {"layer", "expert", "slots %", "1st", "2nd", "3rd", "4th", "5th"};
+      for (int c = 0; c < 3 + REP_TOPTOK; c++) rep_table_set(t, -1, c, "%s", th[c]);
+      for (int l = 0; l < st->L; l++) {
+        long long tot = 0;
+        for (int e = 0; e < E; e++) tot += st->slots[(size_t)l * E + e];
+        for (int e = 0; e < E; e++) {
+          int r = l * E + e, k = ana_top_tokens(st, l, e, REP_TOPTOK, idx, shr);
+          rep_table_set(t, r, 0, "%d", tr->layer_ids[l]);
+          rep_table_set(t, r, 1, "%d", e);
+          rep_table_set(t, r, 2, "%.1f", tot ? 100.0 * st->slots[(size_t)l * E + e] / tot : 0.0);
+          for (int i = 0; i < k; i++) {
+            ana_token_piece(d, tr->run_id, st->tok[idx[i]], piece, sizeof piece);
+            rep_table_set(t, r, 3 + i, "'%s' %.2f", piece, shr[i]);
+          }
+        }
+      }
+    }
   }
-  if (note && *note) {
-    fputs("<p class=\"note\">Per-label figures skipped: ", f);
-    rep_html_escape(f, note);
-    fputs(".</p>\n", f);
-  }
-  fputs("</body></html>\n", f);
-  int bad = ferror(f);
-  if (fclose(f) != 0 || bad) { snprintf(err, errlen, "write error on %s", path); return -1; }
+#undef NEWTAB
+  *ntab = n;
   return 0;
 }
 
-int rep_report_cmd(const char *db_path, long long run_id, const char *outdir, char *err,
-                   size_t errlen) {
+unsigned rep_parse_formats(const char *s, char *err, size_t errlen) {
+  unsigned f = 0;
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", s ? s : "");
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    if (!strcmp(tok, "html")) f |= REP_DOC_HTML;
+    else if (!strcmp(tok, "md")) f |= REP_DOC_MD;
+    else if (!strcmp(tok, "tex")) f |= REP_DOC_TEX;
+    else if (!strcmp(tok, "pdf")) f |= REP_DOC_PDF;
+    else if (!strcmp(tok, "all")) f |= REP_DOC_ALL;
+    else { snprintf(err, errlen, "--format: unknown format '%s' (expected html, md, tex, pdf or all)", tok); return 0; }
+  }
+  if (!f) snprintf(err, errlen, "--format: no format given (expected html,md,tex,pdf)");
+  return f;
+}
+
+int rep_report_cmd_fmt(const char *db_path, long long run_id, const char *outdir, unsigned docs, char *err,
+                       size_t errlen) {
   if (!outdir || !*outdir) { snprintf(err, errlen, "no output directory given"); return -1; }
+  if (!(docs & REP_DOC_ALL)) docs = REP_DOC_ALL;
+  unsigned fmt = 0;
+  if (docs & (REP_DOC_HTML | REP_DOC_MD)) fmt |= REP_FMT_PNG | REP_FMT_SVG;
+  if (docs & (REP_DOC_TEX | REP_DOC_PDF)) fmt |= REP_FMT_PDF;
   ana_db *d = NULL;
   if (ana_db_open(&d, db_path, err, errlen) != 0) return -1;
-  ana_summary s;
-  if (ana_summary_get(d, run_id, &s, err, errlen) != 0) { ana_db_close(d); return -1; }
-  figs fg = {0};
-  char note[512] = "";
-  int rc = -1;
-  if (mkdir_p(outdir, err, errlen) != 0) goto done;
-  if (load_heatmap(&s, outdir, err, errlen) != 0) goto done;
-  if (figs_add(&fg, "heatmap_load", "Expert load per layer (load / uniform share)") != 0) {
-    snprintf(err, errlen, "out of memory");
-    goto done;
+  ana_diag dg;
+  if (ana_diagnose(d, run_id, NULL, &dg, err, errlen) != 0) { ana_db_close(d); return -1; }
+  rep_figs fg = {0};
+  rep_table tab[REP_MAX_TABLES];
+  int ntab = 0, rc = -1;
+  char note[512] = "", path[4200];
+  if (rep_mkdir_p(outdir, err, errlen) != 0) goto done;
+  snprintf(path, sizeof path, "%s/tables", outdir);
+  if (rep_mkdir_p(path, err, errlen) != 0) goto done;
+  rep_png_async_begin();   /* PNGs are deflated on a second thread while the rest goes on */
+  if (rep_figures(d, &dg, outdir, fmt, &fg, note, sizeof note, err, errlen) != 0) goto done;
+  if (build_tables(d, &dg, tab, &ntab, err, errlen) != 0) goto done;
+  for (int i = 0; i < ntab; i++) {
+    snprintf(path, sizeof path, "%s/tables/%s.csv", outdir, tab[i].name);
+    if (rep_table_csv(&tab[i], path, err, errlen) != 0) goto done;
   }
-  if (label_heatmaps(d, &s, outdir, &fg, note, sizeof note, err, errlen) != 0) goto done;
-  if (write_md(outdir, &s, &fg, note, err, errlen) != 0) goto done;
-  if (write_html(outdir, &s, &fg, note, err, errlen) != 0) goto done;
+  rep_doc doc = {d, &dg, &fg, tab, ntab, note, fmt};
+  if ((docs & REP_DOC_MD) && rep_write_md(outdir, &doc, err, errlen) != 0) goto done;
+  if (rep_png_async_end(err, errlen) != 0) goto done;   /* index.html embeds the PNGs */
+  if ((docs & REP_DOC_HTML) && rep_write_html(outdir, &doc, err, errlen) != 0) goto done;
+  if ((docs & REP_DOC_TEX) && rep_write_tex(outdir, &doc, err, errlen) != 0) goto done;
   rc = 0;
 done:
+  if (rep_png_async_end(rc ? NULL : err, errlen) != 0) rc = -1;
+  for (int i = 0; i < ntab; i++) rep_table_free(&tab[i]);
   free(fg.v);
-  ana_summary_free(&s);
+  ana_diag_free(&dg);
   ana_db_close(d);
   return rc;
+}
+
+int rep_report_cmd(const char *db_path, long long run_id, const char *outdir, char *err, size_t errlen) {
+  return rep_report_cmd_fmt(db_path, run_id, outdir, REP_DOC_ALL, err, errlen);
 }

@@ -1,25 +1,21 @@
 /* krn_cpu.c — the optimised CPU backend: OpenMP across cores, AVX-512 where the CPU
  * has it (detected at run time with __builtin_cpu_supports), portable C otherwise.
- * Float32 storage and accumulation. Checked against krn_ref.c by test_kernels.c;
- * timed by bench/bench_kernels.c. */
-#include "kernels/krn_backend.h"
+ * Float32 activations and accumulation; the matmuls (krn_cpu_mm.c) also read typed
+ * weights. Checked against krn_ref.c by test_kernels.c; timed by bench/bench_kernels.c. */
+#include "kernels/cpu/krn_cpu_int.h"
 
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Below this many multiply-adds a matmul runs on one thread: waking the team costs more. */
-#define KRN_PAR_MIN_WORK 262144.0
-
 static int krn_threads = 0;
 void krn_set_threads(int n) { if (n > 0) { krn_threads = n; omp_set_num_threads(n); } }
 int krn_get_threads(void) { return krn_threads > 0 ? krn_threads : omp_get_max_threads(); }
 
 static int have_avx512 = -1;
-static int krn_avx512(void) {
+int krn_cpu_avx512(void) {
   if (have_avx512 < 0) {
     __builtin_cpu_init();
     have_avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
@@ -43,92 +39,6 @@ const char *krn_cpu_features(void) {
   for (int i = 0; i < 7; i++)
     if (has[i]) { strcat(buf, buf[0] ? " " : ""); strcat(buf, names[i]); }
   return buf;
-}
-
-/* ---- matmul ------------------------------------------------------------------------ */
-
-/* NT tokens (1..4, a compile-time constant after inlining) against 4 rows of W:
- * y[t][o] for t in [t0,t0+NT), o in [o0,o0+no). Each W row is loaded once per 16
- * elements and reused across the NT tokens; no work is wasted when NT < 4. */
-__attribute__((target("avx512f"), always_inline))
-static inline void mm_tile_avx512_nt(float *y, const float *x, const float *w, const float *bias,
-                                     int t0, const int NT, int o0, int no, int in, int out) {
-  __m512 acc[4][4];
-  for (int a = 0; a < NT; a++) for (int b = 0; b < 4; b++) acc[a][b] = _mm512_setzero_ps();
-  const float *xr[4], *wr[4];
-  for (int a = 0; a < NT; a++) xr[a] = x + (size_t)(t0 + a) * in;
-  for (int b = 0; b < 4; b++) wr[b] = w + (size_t)(o0 + (b < no ? b : 0)) * in;
-  int i = 0;
-  for (; i + 16 <= in; i += 16) {
-    __m512 w0 = _mm512_loadu_ps(wr[0] + i), w1 = _mm512_loadu_ps(wr[1] + i);
-    __m512 w2 = _mm512_loadu_ps(wr[2] + i), w3 = _mm512_loadu_ps(wr[3] + i);
-    for (int a = 0; a < NT; a++) {
-      __m512 xv = _mm512_loadu_ps(xr[a] + i);
-      acc[a][0] = _mm512_fmadd_ps(xv, w0, acc[a][0]);
-      acc[a][1] = _mm512_fmadd_ps(xv, w1, acc[a][1]);
-      acc[a][2] = _mm512_fmadd_ps(xv, w2, acc[a][2]);
-      acc[a][3] = _mm512_fmadd_ps(xv, w3, acc[a][3]);
-    }
-  }
-  if (i < in) {
-    __mmask16 m = (__mmask16)((1u << (in - i)) - 1);
-    __m512 wv[4];
-    for (int b = 0; b < 4; b++) wv[b] = _mm512_maskz_loadu_ps(m, wr[b] + i);
-    for (int a = 0; a < NT; a++) {
-      __m512 xv = _mm512_maskz_loadu_ps(m, xr[a] + i);
-      for (int b = 0; b < 4; b++) acc[a][b] = _mm512_fmadd_ps(xv, wv[b], acc[a][b]);
-    }
-  }
-  for (int a = 0; a < NT; a++)
-    for (int b = 0; b < no; b++) {
-      float s = _mm512_reduce_add_ps(acc[a][b]);
-      if (bias) s += bias[o0 + b];
-      y[(size_t)(t0 + a) * out + o0 + b] = s;
-    }
-}
-
-__attribute__((target("avx512f")))
-static void mm_tile_avx512(float *y, const float *x, const float *w, const float *bias,
-                           int t0, int nt, int o0, int no, int in, int out) {
-  switch (nt) {
-  case 4: mm_tile_avx512_nt(y, x, w, bias, t0, 4, o0, no, in, out); break;
-  case 3: mm_tile_avx512_nt(y, x, w, bias, t0, 3, o0, no, in, out); break;
-  case 2: mm_tile_avx512_nt(y, x, w, bias, t0, 2, o0, no, in, out); break;
-  default: mm_tile_avx512_nt(y, x, w, bias, t0, 1, o0, no, in, out); break;
-  }
-}
-
-static void mm_tile_c(float *y, const float *x, const float *w, const float *bias,
-                      int t0, int nt, int o0, int no, int in, int out) {
-  for (int a = 0; a < nt; a++)
-    for (int b = 0; b < no; b++) {
-      const float *xr = x + (size_t)(t0 + a) * in, *wr = w + (size_t)(o0 + b) * in;
-      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      int i = 0;
-      for (; i + 4 <= in; i += 4) {
-        s0 += xr[i] * wr[i]; s1 += xr[i + 1] * wr[i + 1];
-        s2 += xr[i + 2] * wr[i + 2]; s3 += xr[i + 3] * wr[i + 3];
-      }
-      for (; i < in; i++) s0 += xr[i] * wr[i];
-      float s = (s0 + s1) + (s2 + s3);
-      if (bias) s += bias[o0 + b];
-      y[(size_t)(t0 + a) * out + o0 + b] = s;
-    }
-}
-
-static void cpu_matmul(float *y, const float *x, const float *w, const float *bias, int n, int in, int out) {
-  int avx = krn_avx512();
-  int nob = (out + 3) / 4;
-  double work = (double)n * in * out;
-  #pragma omp parallel for schedule(static) if (work > KRN_PAR_MIN_WORK)
-  for (int ob = 0; ob < nob; ob++) {
-    int o0 = ob * 4, no = out - o0 < 4 ? out - o0 : 4;
-    for (int t0 = 0; t0 < n; t0 += 4) {
-      int nt = n - t0 < 4 ? n - t0 : 4;
-      if (avx) mm_tile_avx512(y, x, w, bias, t0, nt, o0, no, in, out);
-      else mm_tile_c(y, x, w, bias, t0, nt, o0, no, in, out);
-    }
-  }
 }
 
 /* ---- elementwise / norms ---------------------------------------------------------- */
@@ -288,8 +198,8 @@ static void cpu_swiglu_oai(float *h, const float *g, const float *u, size_t n, f
 }
 
 static const krn_backend krn_cpu = {
-  "cpu", cpu_matmul, cpu_rmsnorm, cpu_rope, cpu_attention, cpu_swiglu, cpu_softmax,
-  cpu_attention_ex, cpu_rope_cs, cpu_swiglu_oai,
+  "cpu", krn_cpu_matmul, cpu_rmsnorm, cpu_rope, cpu_attention, cpu_swiglu, cpu_softmax,
+  cpu_attention_ex, cpu_rope_cs, cpu_swiglu_oai, krn_cpu_matmul_w,
 };
 
 const krn_backend *krn_cpu_backend(void) { return &krn_cpu; }

@@ -1,6 +1,7 @@
 /* krn_ref.c — plain reference kernels: straightforward loops, double accumulation,
  * single thread. They define what the optimised CPU kernels must compute and are the
- * oracle of tests/unit/test_kernels.c. Never used on the hot path. */
+ * oracle of tests/unit/test_kernels.c. Never used on the hot path. Typed weights (krn_w)
+ * are widened row by row with krn_w_row_f32, which defines their float32 values. */
 #include "kernels/krn_backend.h"
 
 #include <math.h>
@@ -13,6 +14,23 @@ static void ref_matmul(float *y, const float *x, const float *w, const float *bi
       for (int i = 0; i < in; i++) s += (double)x[(size_t)t * in + i] * w[(size_t)o * in + i];
       y[(size_t)t * out + o] = (float)s;
     }
+}
+
+/* Typed weights: each row widened exactly (krn_w_row_f32), then the float32 reference. */
+static void ref_matmul_w(float *y, const float *x, const krn_w *w, const float *bias, int n, int in, int out) {
+  float *row = malloc(sizeof(float) * (size_t)(in > 0 ? in : 1));
+  if (!row) return;
+  krn_w v = *w;
+  v.cols = in;
+  for (int o = 0; o < out; o++) {
+    krn_w_row_f32(&v, o, row);
+    for (int t = 0; t < n; t++) {
+      double s = bias ? bias[o] : 0.0;
+      for (int i = 0; i < in; i++) s += (double)x[(size_t)t * in + i] * row[i];
+      y[(size_t)t * out + o] = (float)s;
+    }
+  }
+  free(row);
 }
 
 static void ref_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float eps) {
@@ -129,7 +147,7 @@ static void ref_swiglu_oai(float *h, const float *g, const float *u, size_t n, f
 
 static const krn_backend krn_ref = {
   "ref", ref_matmul, ref_rmsnorm, ref_rope, ref_attention, ref_swiglu, ref_softmax,
-  ref_attention_ex, ref_rope_cs, ref_swiglu_oai,
+  ref_attention_ex, ref_rope_cs, ref_swiglu_oai, ref_matmul_w,
 };
 
 const krn_backend *krn_ref_backend(void) { return &krn_ref; }

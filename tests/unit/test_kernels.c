@@ -1,7 +1,12 @@
 /* test_kernels.c — every optimised CPU kernel against its plain reference (krn_ref.c)
  * on random data, over shapes that exercise tails (sizes not multiples of 4 or 16),
  * single tokens and batches, GQA and long contexts; both the AVX-512 and the portable
- * paths. Tolerances are relative to the magnitude of the result. */
+ * paths. Tolerances are relative to the magnitude of the result. Typed weights (matmul_w:
+ * F32 / BF16 / F16 / Q8_0 / Q4_0 views, contiguous and strided) must equal, bit for bit,
+ * widening the weights with the engine's converter (eng_dt_to_f32) and calling the same
+ * backend's float32 matmul; the ref twin likewise. */
+#include "engine/eng_safetensors.h"
+#include "engine/eng_st_write.h"
 #include "kernels/krn_backend.h"
 #include "tests/tst.h"
 
@@ -23,7 +28,85 @@ static double maxdiff(const float *a, const float *b, size_t n) {
   return m;
 }
 
+/* Random weights [out, in] stored as dt with row stride of row bytes + pad (bytes). */
+static uint8_t *typed_weights(int dt, int out, int in, size_t pad, size_t *stride) {
+  size_t rb = krn_dtype_row_bytes(dt, in);
+  *stride = rb + pad;
+  uint8_t *d = malloc(*stride * (size_t)out + 1);
+  float *row = rnd((size_t)in);
+  for (int o = 0; o < out; o++) {
+    for (int i = 0; i < in; i++) row[i] = frand() * (o % 3 == 2 ? 1e-6f : 1.0f); /* some tiny rows: f16 subnormals */
+    uint8_t *r = d + (size_t)o * *stride;
+    memset(r + rb, 0xa5, pad);
+    if (dt == KRN_DT_F32) memcpy(r, row, rb);
+    else if (dt == KRN_DT_Q8_0) eng_quant_q8_0(r, row, in);
+    else if (dt == KRN_DT_Q4_0) eng_quant_q4_0(r, row, in);
+    else
+      for (int i = 0; i < in; i++) {
+        uint16_t h = dt == KRN_DT_BF16 ? eng_stw_f32_to_bf16(row[i]) : eng_stw_f32_to_f16(row[i]);
+        memcpy(r + 2 * (size_t)i, &h, 2);
+      }
+  }
+  free(row);
+  return d;
+}
+
+static void run_typed(const krn_backend *cpu, const krn_backend *ref, const char *tag) {
+  const int dts[] = {KRN_DT_F32, KRN_DT_BF16, KRN_DT_F16, KRN_DT_Q8_0, KRN_DT_Q4_0};
+  const int shapes[][3] = {{1, 192, 128}, {1, 17, 5}, {2, 100, 7}, {3, 64, 9}, {4, 33, 4}, {5, 96, 13},
+                           {9, 160, 37}, {17, 1, 3}, {64, 256, 40}};
+  for (size_t di = 0; di < sizeof dts / sizeof dts[0]; di++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+      for (int pad = 0; pad < 2; pad++) {
+        int dt = dts[di], n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        if ((dt == KRN_DT_Q8_0 || dt == KRN_DT_Q4_0) && in % 32) continue;
+        size_t stride;
+        uint8_t *wd = typed_weights(dt, out, in, pad ? (dt == KRN_DT_F32 ? 12 : 6) : 0, &stride);
+        krn_w w = {dt, wd, out, in, stride};
+        float *wf = malloc(sizeof(float) * (size_t)out * in), *rowf = malloc(sizeof(float) * (size_t)in);
+        int rows_ok = 1;
+        for (int o = 0; o < out; o++) {
+          eng_dt_to_f32(wf + (size_t)o * in, wd + (size_t)o * stride, dt, in);
+          krn_w_row_f32(&w, o, rowf);
+          rows_ok &= !memcmp(rowf, wf + (size_t)o * in, sizeof(float) * (size_t)in);
+        }
+        CHECKF(rows_ok, "%s krn_w_row_f32 %s in=%d differs from eng_dt_to_f32", tag, eng_dtype_name(dt), in);
+        float *x = rnd((size_t)n * in), *b = rnd((size_t)out);
+        float *y1 = malloc(sizeof(float) * n * out), *y2 = malloc(sizeof(float) * n * out);
+        for (int bias = 0; bias < 2; bias++) {
+          const krn_backend *be[2] = {cpu, ref};
+          for (int k = 0; k < 2; k++) {
+            be[k]->matmul_w(y1, x, &w, bias ? b : NULL, n, in, out);
+            be[k]->matmul(y2, x, wf, bias ? b : NULL, n, in, out);
+            CHECKF(!memcmp(y1, y2, sizeof(float) * (size_t)n * out),
+                   "%s %s matmul_w %s n=%d in=%d out=%d pad=%d bias=%d differs from widen+matmul (max %g)", tag,
+                   k ? "ref" : "cpu", eng_dtype_name(dt), n, in, out, pad, bias, maxdiff(y1, y2, (size_t)n * out));
+          }
+          ref->matmul_w(y2, x, &w, bias ? b : NULL, n, in, out);
+          cpu->matmul_w(y1, x, &w, bias ? b : NULL, n, in, out);
+          double d = maxdiff(y1, y2, (size_t)n * out);
+          CHECKF(d < 1e-5 * sqrt(in) + 1e-6, "%s matmul_w %s vs ref n=%d in=%d out=%d: %g", tag, eng_dtype_name(dt), n,
+                 in, out, d);
+        }
+        free(wd); free(wf); free(rowf); free(x); free(b); free(y1); free(y2);
+      }
+  /* F16 specials widen exactly: +-0, subnormals, inf, the largest finite */
+  uint16_t sp[16] = {0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x3c00, 0xbc00,
+                     0x3555, 0x0200, 0x8001, 0x1234, 0x5678};
+  float a[16], e[16], xo[16], y1, y2;
+  krn_w w = {KRN_DT_F16, sp, 1, 16, 32};
+  krn_w_row_f32(&w, 0, a);
+  eng_dt_to_f32(e, sp, ENG_DT_F16, 16);
+  CHECK(!memcmp(a, e, sizeof a));
+  for (int i = 0; i < 16; i++) xo[i] = i == 7 || i == 8 ? 0.0f : 1.0f;   /* skip the infinities */
+  krn_w w1 = {KRN_DT_F16, sp, 1, 16, 32};
+  cpu->matmul_w(&y1, xo, &w1, NULL, 1, 16, 1);
+  cpu->matmul(&y2, xo, e, NULL, 1, 16, 1);
+  CHECK(y1 == y2 || (y1 != y1 && y2 != y2));
+}
+
 static void run_all(const krn_backend *cpu, const krn_backend *ref, const char *tag) {
+  run_typed(cpu, ref, tag);
   int shapes[][3] = {{1, 192, 128}, {3, 17, 5}, {4, 64, 64}, {7, 100, 33}, {256, 192, 8192 / 16}, {5, 1, 1}, {9, 48, 200}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];

@@ -28,8 +28,8 @@ int main(void) {
   int ex[4];
   float wt[4], pr[8];
   int dropped[4];
-  eng_route_out o = {ex, wt, pr, dropped};
-  REQUIRE(p->route(p, logits, NULL, 2, &o) == 0);
+  eng_route_out o = {ex, wt, pr, dropped, NULL, 0};
+  REQUIRE(p->route(p, logits, NULL, 2, 0, &o) == 0);
   double z = exp(1) + exp(3) + exp(2) + exp(0);
   CHECK_NEAR(pr[1], exp(3) / z, 1e-6);
   CHECK(ex[0] == 1 && ex[1] == 2);
@@ -44,8 +44,8 @@ int main(void) {
   CHECK(eng_policy_kmax(p) == 3);
   int ex3[6];
   float wt3[6];
-  eng_route_out o3 = {ex3, wt3, pr, dropped};
-  REQUIRE(p->route(p, logits, NULL, 2, &o3) == 0);
+  eng_route_out o3 = {ex3, wt3, pr, dropped, NULL, 0};
+  REQUIRE(p->route(p, logits, NULL, 2, 0, &o3) == 0);
   CHECK(ex3[0] == 1 && ex3[1] == 2 && ex3[2] == 0);
   CHECK_NEAR(wt3[2], exp(1) / z, 1e-6);
   CHECK_NEAR(wt3[0] + wt3[1] + wt3[2], (exp(3) + exp(2) + exp(1)) / z, 1e-6);

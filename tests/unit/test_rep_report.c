@@ -143,7 +143,10 @@ static void test_stats(const char *db, const char *tmp) {
   CHECK(strstr(txt, "dead experts, layer 1: 1 2 3 4 5 6 7"));
   /* layer 1 row: 80 slots, MaxVio 7, Gini 7/8, dead 7, losses '-' */
   CHECKF(strstr(txt, "    1            80") && strstr(txt, "7.0000") && strstr(txt, "0.8750"), "%s", txt);
-  CHECK(strstr(txt, "      -          -\n"));
+  CHECK(strstr(txt, "      -          -   "));
+  /* Jain and capacity overflow, run 1 layer 1 = [80, 0 x 7] in one batch: Jain = 80^2/(8*80^2)
+   * = 0.125; capacity ceil(CF*80/8) = 10, 13, 20 -> 70, 67, 60 slots over capacity */
+  CHECKF(strstr(txt, "0.1250    0.8750     0.8375    0.7500"), "%s", txt);
   free(txt);
 
   a.run = -1; a.json = 1;
@@ -214,18 +217,44 @@ static int count_occ(const char *s, const char *needle) {
   return n;
 }
 
+/* Data rows of LaTeX table tab:name (lines ending in \\ between \midrule and \bottomrule). */
+static int tex_rows(const char *tex, const char *name) {
+  char lab[96];
+  snprintf(lab, sizeof lab, "\\label{tab:%s}", name);
+  const char *p = strstr(tex, lab);
+  if (!p || !(p = strstr(p, "\\midrule\n"))) return -1;
+  const char *end = strstr(p, "\\bottomrule");
+  if (!end) return -1;
+  int n = 0;
+  for (const char *q = p; (q = strstr(q, " \\\\\n")) && q < end; q++) n++;
+  return n;
+}
+
+static int csv_rows(const char *path) {
+  char *b = slurp(path, NULL);
+  if (!b) return -1;
+  int n = count_occ(b, "\r\n");
+  free(b);
+  return n - 1;
+}
+
 static void test_report(const char *db, const char *tmp) {
   char out[4096], p[4600], err[512];
   snprintf(out, sizeof out, "%s/rep_report_out/nested", tmp);
   CHECKF(rep_report_cmd(db, -1, out, err, sizeof err) == 0, "%s", err);
-  const char *stems[1 + L] = {"heatmap_load", "label_pref_layer0", "label_pref_layer1",
-                              "label_pref_layer2", "label_pref_layer3"};
+  enum { NF = 19 };
+  const char *stems[NF] = {"heatmap_load", "balance_layers", "balance_cv", "label_pref_layer0", "label_pref_layer1",
+                           "label_pref_layer2", "label_pref_layer3", "coact_layer0", "coact_layer1", "coact_layer2",
+                           "coact_layer3", "trans_layer0", "trans_layer1", "trans_layer2", "position_layer0",
+                           "position_layer1", "position_layer2", "position_layer3", "gate_weights"};
   snprintf(p, sizeof p, "%s/index.html", out);
   char *html = slurp(p, NULL);
   snprintf(p, sizeof p, "%s/report.md", out);
   char *md = slurp(p, NULL);
-  REQUIRE(html && md);
-  for (int i = 0; i < 1 + L; i++) {
+  snprintf(p, sizeof p, "%s/report.tex", out);
+  char *tex = slurp(p, NULL);
+  REQUIRE(html && md && tex);
+  for (int i = 0; i < NF; i++) {
     unsigned w, h;
     snprintf(p, sizeof p, "%s/%s.png", out, stems[i]);
     CHECKF(png_size(p, &w, &h), "%s", p);
@@ -234,17 +263,25 @@ static void test_report(const char *db, const char *tmp) {
     char *svg = slurp(p, NULL);
     CHECKF(svg && (strncmp(svg, "<?xml", 5) == 0 || strncmp(svg, "<svg", 4) == 0), "%s", p);
     free(svg);
+    snprintf(p, sizeof p, "%s/%s.pdf", out, stems[i]);
+    char *pdf = slurp(p, NULL);
+    CHECKF(pdf && strncmp(pdf, "%PDF-", 5) == 0, "%s", p);
+    free(pdf);
     char needle[128];
     snprintf(needle, sizeof needle, "id=\"%s\"><img", stems[i]);
     CHECKF(strstr(html, needle), "html lacks %s", stems[i]);
     snprintf(needle, sizeof needle, "(%s.png)", stems[i]);
     CHECKF(strstr(md, needle), "md lacks %s", stems[i]);
+    snprintf(needle, sizeof needle, "keepaspectratio]{%s.pdf}", stems[i]);
+    CHECKF(strstr(tex, needle), "tex lacks %s", stems[i]);
   }
-  CHECK(count_occ(html, "src=\"data:image/png;base64,iVBORw0KGgo") == 1 + L);
+  CHECK(count_occ(html, "src=\"data:image/png;base64,iVBORw0KGgo") == NF);
+  CHECK(count_occ(tex, "\\includegraphics") == NF);
   CHECK(strstr(html, "models/&lt;tiny&gt;"));                   /* escaped */
   CHECK(strstr(md, "moescope run \\| x"));                       /* pipe escaped in table */
-  /* balance table: header + one row per layer + bold overall row */
-  CHECK(strstr(md, "| layer | slots | CV | MaxVio | H_norm | Gini | min/max | dead | aux_loss | z_loss |"));
+  CHECK(strstr(tex, "models/\\textless{}tiny\\textgreater{}"));  /* LaTeX specials escaped */
+  /* balance table: header + one row per layer + overall row */
+  CHECK(strstr(md, "| layer | slots | CV | MaxVio | H_norm | Gini | min/max | dead | aux_loss | z_loss | Jain | drop@1.0 | drop@1.25 | drop@2.0 |"));
   int rows = 0;
   for (int l = 0; l < L; l++) {
     char needle[32];
@@ -252,9 +289,33 @@ static void test_report(const char *db, const char *tmp) {
     rows += strstr(md, needle) != NULL;
   }
   CHECK(rows == L);
-  CHECK(strstr(md, "| **all** |"));
-  CHECK(count_occ(html, "<tr><td>") == L && count_occ(html, "<tr class=\"total\">") == 1);
-  free(html); free(md);
+  CHECK(strstr(md, "| all |"));
+  /* every table: CSV rows == LaTeX rows == expected; HTML has the table */
+  struct { const char *name; int rows; } tabs[] = {{"run", 12}, {"diagnosis", L}, {"balance", L + 1}, {"structure", L},
+                                                   {"labels", L * 3}};
+  for (size_t i = 0; i < sizeof tabs / sizeof tabs[0]; i++) {
+    snprintf(p, sizeof p, "%s/tables/%s.csv", out, tabs[i].name);
+    CHECKF(csv_rows(p) == tabs[i].rows, "%s: %d rows, want %d", p, csv_rows(p), tabs[i].rows);
+    CHECKF(tex_rows(tex, tabs[i].name) == tabs[i].rows, "tex %s: %d rows", tabs[i].name, tex_rows(tex, tabs[i].name));
+    char needle[64];
+    snprintf(needle, sizeof needle, "id=\"tab-%s\"", tabs[i].name);
+    CHECKF(strstr(html, needle), "html lacks table %s", tabs[i].name);
+  }
+  snprintf(p, sizeof p, "%s/tables/top_tokens.csv", out);
+  CHECK(access(p, F_OK) != 0);                                   /* no token ids in this DB */
+  CHECK(count_occ(tex, "\\toprule") == 5 && count_occ(tex, "\\begin{table}") == 5);
+  free(html); free(md); free(tex);
+
+  /* --format tex: report.tex + PDF figures + CSV, no HTML/MD/PNG */
+  snprintf(out, sizeof out, "%s/rep_report_tex", tmp);
+  CHECKF(rep_report_cmd_fmt(db, -1, out, REP_DOC_TEX, err, sizeof err) == 0, "%s", err);
+  snprintf(p, sizeof p, "%s/report.tex", out); CHECK(access(p, F_OK) == 0);
+  snprintf(p, sizeof p, "%s/coact_layer1.pdf", out); CHECK(access(p, F_OK) == 0);
+  snprintf(p, sizeof p, "%s/tables/balance.csv", out); CHECK(access(p, F_OK) == 0);
+  snprintf(p, sizeof p, "%s/index.html", out); CHECK(access(p, F_OK) != 0);
+  snprintf(p, sizeof p, "%s/coact_layer1.png", out); CHECK(access(p, F_OK) != 0);
+  CHECK(rep_parse_formats("html,md", err, sizeof err) == (REP_DOC_HTML | REP_DOC_MD));
+  CHECK(rep_parse_formats("html,docx", err, sizeof err) == 0 && strstr(err, "docx"));
 
   /* counts-only run: load heatmap only, a note instead of label figures */
   snprintf(out, sizeof out, "%s/rep_report_counts", tmp);

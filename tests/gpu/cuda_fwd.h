@@ -1,0 +1,149 @@
+/* cuda_fwd.h — helpers of the GPU forward tests: a probe that keeps the routing of every
+ * (layer, position) and counts op timings, CPU and GPU runs of the same token stream
+ * (prefill 100 tokens as 64 + 36, then 6 decode steps), and the comparison (logits within
+ * a relative tolerance, identical expert sets except near-ties: CPU top-k margin < 2e-3). */
+#ifndef MOESCOPE_CUDA_FWD_H
+#define MOESCOPE_CUDA_FWD_H
+
+#include "engine/eng_cuda.h"
+#include "engine/eng_forward.h"
+#include "engine/eng_model.h"
+#include "kernels/krn_backend.h"
+#include "tests/gpu/cuda_tst.h"
+#include "tests/tst.h"
+
+#define MAXT 128
+#define MAXL 8
+#define MAXK 8
+#define MAXE 64
+
+typedef struct rec {
+  int ex[MAXL][MAXT][MAXK];
+  float w[MAXL][MAXT][MAXK];
+  float pr[MAXL][MAXT][MAXE];
+  int seen[MAXL][MAXT];
+  int k, n_ops;
+} rec;
+
+static void on_route(void *ctx, const prb_route_batch *rb) {
+  rec *r = ctx;
+  r->k = rb->k;
+  for (int t = 0; t < rb->n_tokens; t++) {
+    int pos = rb->pos[t];
+    if (pos < 0 || pos >= MAXT || rb->layer >= MAXL || rb->k > MAXK || rb->n_experts > MAXE) continue;
+    for (int j = 0; j < rb->k; j++) {
+      r->ex[rb->layer][pos][j] = rb->experts[t * rb->k + j];
+      r->w[rb->layer][pos][j] = rb->weights[t * rb->k + j];
+    }
+    if (rb->probs) memcpy(r->pr[rb->layer][pos], rb->probs + (size_t)t * rb->n_experts, sizeof(float) * rb->n_experts);
+    r->seen[rb->layer][pos]++;
+  }
+}
+static void on_op(void *ctx, int64_t b, int l, int op, int e, uint64_t s, uint64_t en, int th) {
+  (void)b; (void)l; (void)op; (void)e; (void)th;
+  rec *r = ctx;
+  if (en >= s) r->n_ops++;
+}
+static prb_probe probe_of(rec *r) {
+  prb_probe p = prb_probe_none();
+  p.ctx = r;
+  p.level = PRB_LEVEL_FULL;
+  p.route = on_route;
+  p.op = on_op;
+  return p;
+}
+
+static int cmp_set(const int *a, const int *b, int k) {   /* same set of k experts */
+  for (int i = 0; i < k; i++) {
+    int f = 0;
+    for (int j = 0; j < k; j++) f |= a[i] == b[j];
+    if (!f) return 0;
+  }
+  return 1;
+}
+
+/* k-th minus (k+1)-th probability of a CPU row */
+static float margin(const float *p, int E, int k) {
+  float s[MAXE];
+  memcpy(s, p, sizeof(float) * E);
+  for (int i = 0; i < E; i++)
+    for (int j = i + 1; j < E; j++) if (s[j] > s[i]) { float t = s[i]; s[i] = s[j]; s[j] = t; }
+  return k < E ? s[k - 1] - s[k] : 1.0f;
+}
+
+#define NPRE 100
+#define NDEC 6
+
+static void run_cpu(const eng_model *m, const int *ids, float *logits, rec *r) {
+  eng_policy *pol = NULL;
+  char err[512];
+  REQUIRE(eng_policy_create_cfg(&pol, "native", &m->cfg.router, err, sizeof err) == 0);
+  eng_ctx c;
+  REQUIRE(eng_ctx_init(&c, m, krn_cpu_backend(), pol, probe_of(r), 256, 64, err, sizeof err) == 0);
+  int V = m->cfg.vocab;
+  REQUIRE(eng_forward(&c, ids, 64, ENG_LOGITS_ALL, logits, 0, 0, err, sizeof err) >= 0);
+  REQUIRE(eng_forward(&c, ids + 64, NPRE - 64, ENG_LOGITS_ALL, logits + (size_t)64 * V, 0, 64, err, sizeof err) >= 0);
+  for (int i = 0; i < NDEC; i++)
+    REQUIRE(eng_forward(&c, ids + NPRE + i, 1, ENG_LOGITS_LAST, logits + (size_t)(NPRE + i) * V, 0, NPRE + i, err, sizeof err) >= 0);
+  eng_ctx_free(&c);
+  eng_policy_free(pol);
+}
+
+static int run_gpu(const eng_model *m, const int *ids, float *logits, rec *r, int linear_mode) {
+  eng_policy *pol = NULL;
+  char err[512];
+  REQUIRE(eng_policy_create_cfg(&pol, "native", &m->cfg.router, err, sizeof err) == 0);
+  eng_cuda_ctx *c = NULL;
+  if (eng_cuda_ctx_init(&c, m, pol, probe_of(r), 256, 64, err, sizeof err)) {
+    fprintf(stderr, "eng_cuda_ctx_init: %s\n", err);
+    eng_policy_free(pol);
+    return -1;
+  }
+  eng_cuda_set_modes(c, linear_mode, 0);
+  int V = m->cfg.vocab, rc = 0;
+  if (eng_cuda_forward(c, ids, 64, ENG_LOGITS_ALL, logits, 0, 0, err, sizeof err) < 0 ||
+      eng_cuda_forward(c, ids + 64, NPRE - 64, ENG_LOGITS_ALL, logits + (size_t)64 * V, 0, 64, err, sizeof err) < 0)
+    rc = -1;
+  for (int i = 0; i < NDEC && rc == 0; i++)
+    if (eng_cuda_forward(c, ids + NPRE + i, 1, ENG_LOGITS_LAST, logits + (size_t)(NPRE + i) * V, 0, NPRE + i, err, sizeof err) < 0)
+      rc = -1;
+  if (rc) fprintf(stderr, "eng_cuda_forward: %s\n", err);
+  printf("gpu: %s, %.1f MB of weights on the device\n", eng_cuda_device_name(c), eng_cuda_weight_bytes(c) / 1e6);
+  eng_cuda_ctx_free(c);
+  eng_policy_free(pol);
+  return rc;
+}
+
+static void compare(const eng_model *m, const float *lc, const float *lg, const rec *rc, const rec *rg, double tol,
+                    const char *what) {
+  const eng_config *g = &m->cfg;
+  int V = g->vocab, T = NPRE + NDEC, E = g->n_experts, k = rc->k;
+  double e = ct_relmax(lg, lc, (size_t)T * V);
+  printf("%s: logits max rel err %.3e (tol %.0e)\n", what, e, tol);
+  CHECKF(e <= tol, "%s: logits err %g", what, e);
+  int flips = 0, hard = 0, missing = 0;
+  double werr = 0;
+  for (int l = 0; l < g->n_layers && l < MAXL; l++)
+    for (int t = 0; t < T; t++) {
+      if (rg->seen[l][t] != 1 || rc->seen[l][t] != 1) { missing++; continue; }
+      if (!cmp_set(rc->ex[l][t], rg->ex[l][t], k)) {
+        flips++;
+        float mg = margin(rc->pr[l][t], E, k);
+        if (mg >= 2e-3f) { hard++; fprintf(stderr, "%s: layer %d pos %d: experts differ at margin %g\n", what, l, t, mg); }
+        else printf("%s: near-tie at layer %d pos %d (margin %.2e): expert sets differ\n", what, l, t, mg);
+      } else {
+        for (int j = 0; j < k; j++) {
+          double d = fabs(rc->w[l][t][j] - rg->w[l][t][j]);
+          if (d > werr) werr = d;
+        }
+      }
+    }
+  printf("%s: %d of %d (token, layer) expert sets differ (%d beyond the near-tie margin), gate weight err %.2e\n", what,
+         flips, T * g->n_layers, hard, werr);
+  CHECK(missing == 0);
+  CHECK(hard == 0);
+  CHECK(werr < 1e-2);
+  CHECK(rg->n_ops > 0);
+}
+
+#endif
