@@ -98,6 +98,10 @@ int eng_gguf_model_source(const char *path, eng_st_set *set, char **config_json_
 /* Builds the config.json text of an opened GGUF (malloc'd) or NULL (+err). */
 char *eng_gguf_config_json(const eng_gguf *g, char *err, size_t errlen);
 
+/* moescope-specific metadata key: the source model's config.json text, written by
+ * eng_gguf_convert and preferred by eng_gguf_config_json when present. */
+#define ENG_GGUF_KEY_HF_CONFIG "moescope.hf_config"
+
 /* Output tensor types of eng_gguf_convert. */
 enum { ENG_GGUF_OUT_F32 = 0, ENG_GGUF_OUT_F16, ENG_GGUF_OUT_BF16, ENG_GGUF_OUT_Q8_0, ENG_GGUF_OUT_Q4_0 };
 /* "f32", "f16", "bf16", "q8_0", "q4_0" -> ENG_GGUF_OUT_*, or -1. */

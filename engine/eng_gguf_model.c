@@ -35,6 +35,22 @@ char *eng_gguf_config_json(const eng_gguf *g, char *err, size_t errlen) {
     eng_errf(err, errlen, "%s: no general.architecture (not a model GGUF)", g->path);
     return NULL;
   }
+  size_t hn = 0;
+  const char *ht = eng_gguf_get_str(g, ENG_GGUF_KEY_HF_CONFIG, &hn);
+  if (ht) { /* written by moescope convert: the source config.json verbatim */
+    cJSON *h = cJSON_ParseWithLength(ht, hn);
+    if (!cJSON_IsObject(h)) {
+      cJSON_Delete(h);
+      eng_errf(err, errlen, "%s: metadata key '%s' is not a JSON object", g->path, ENG_GGUF_KEY_HF_CONFIG);
+      return NULL;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(h, "gguf_architecture");
+    cJSON_AddStringToObject(h, "gguf_architecture", arch);
+    char *txt = cJSON_Print(h);
+    cJSON_Delete(h);
+    if (!txt) eng_errf(err, errlen, "out of memory");
+    return txt;
+  }
   double v, n_exp = 0;
   has_key(g, arch, "expert_count", &n_exp);
   const char *mt = NULL;

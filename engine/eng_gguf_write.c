@@ -515,9 +515,10 @@ int eng_gguf_convert(const char *dir, const char *out_path, int out_type, eng_gg
   cfg_num(cfg, "num_hidden_layers", &nl);
   if (!cfg_num(cfg, "num_local_experts", &ne) && !cfg_num(cfg, "num_experts", &ne)) cfg_num(cfg, "n_routed_experts", &ne);
   cfg_num(cfg, "vocab_size", &vocab);
-  if (!arch || !strcmp(arch, "gpt-oss")) {
+  if (!arch || !strcmp(arch, "gpt-oss")) { /* format before cfg (which owns mt) is freed */
+    eng_errf(err, errlen, "%s: model_type '%s' cannot be converted to GGUF (supported: mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3)", dir, mt);
     cJSON_Delete(cfg);
-    return eng_errf(err, errlen, "%s: model_type '%s' cannot be converted to GGUF (supported: mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3)", dir, mt);
+    return -1;
   }
   if (!(nl >= 1 && nl <= 4096) || !(ne >= 0 && ne <= 4096)) {
     cJSON_Delete(cfg);
@@ -546,6 +547,16 @@ int eng_gguf_convert(const char *dir, const char *out_path, int out_type, eng_gg
   kv_u32(&kv, "general.file_type", ftype[out_type]);
   kv_u32(&kv, "general.quantization_version", 2);
   write_hparams(&kv, cfg, arch, mt);
+  { /* the original config.json verbatim: moescope's reader prefers it to the llama.cpp keys,
+     * which cannot express every field (mlp_only_layers, norm_topk_prob, rope_scaling, ...) */
+    size_t cn = 0;
+    char ce[256];
+    char *ct = eng_read_file(path, &cn, (size_t)1 << 26, ce, sizeof ce);
+    if (!ct) { rc = eng_errf(err, errlen, "%s", ce); goto done; }
+    kv_key(&kv, ENG_GGUF_KEY_HF_CONFIG, GGUF_T_STRING);
+    put_str(&kv.b, ct, cn);
+    free(ct);
+  }
   if (write_tokenizer(&kv, dir, cfg, (int64_t)vocab, err, errlen)) { rc = -1; goto done; }
   if (kv.b.oom) { rc = eng_errf(err, errlen, "out of memory"); goto done; }
   /* tensor infos */
