@@ -673,23 +673,6 @@ int64_t eng_cuda_forward(eng_cuda_ctx *c, const int *ids, int n, int want_logits
 }
 
 /* ---- score / generate (eng_session.c on this context) ---------------------------------------- */
-static double log_softmax_at(const float *z, int V, int target) {
-  float mx = -INFINITY;
-  for (int i = 0; i < V; i++) if (z[i] > mx) mx = z[i];
-  double s = 0;
-  for (int i = 0; i < V; i++) s += exp((double)z[i] - mx);
-  return (double)z[target] - mx - log(s);
-}
-
-static void report_tokens(eng_cuda_ctx *c, int seq_id, const int *ids, int n, int pos0, int phase, const float *nll) {
-  if (!c->probe.tokens || n <= 0) return;
-  int *pos = malloc(sizeof(int) * (size_t)n);
-  if (!pos) return;
-  for (int i = 0; i < n; i++) pos[i] = pos0 + i;
-  c->probe.tokens(c->probe.ctx, seq_id, n, pos, ids, phase, nll);
-  free(pos);
-}
-
 int eng_cuda_score(eng_cuda_ctx *c, const int *ids, int n, int window, int seq_id, float *nll_out,
                    eng_score_result *res, eng_logits_cb cb, void *cb_user, char *err, size_t errlen) {
   int V = c->m->cfg.vocab;
@@ -711,7 +694,7 @@ int eng_cuda_score(eng_cuda_ctx *c, const int *ids, int n, int window, int seq_i
       for (int t = 0; t < bn; t++) {
         int i = b0 + t;
         if (i + 1 < wn) {
-          double l = -log_softmax_at(logits + (size_t)t * V, V, ids[w0 + i + 1]);
+          double l = eng_token_nll(logits + (size_t)t * V, V, ids[w0 + i + 1]);
           nll[i + 1] = (float)l;
           res->nll_sum += l;
           res->n_scored++;
@@ -719,7 +702,7 @@ int eng_cuda_score(eng_cuda_ctx *c, const int *ids, int n, int window, int seq_i
       }
     }
     if (rc == 0) {
-      report_tokens(c, seq_id, ids + w0, wn, w0, PRB_PHASE_PREFILL, nll);
+      eng_report_tokens(&c->probe, seq_id, ids + w0, wn, w0, PRB_PHASE_PREFILL, nll);
       if (nll_out) memcpy(nll_out + w0, nll, sizeof(float) * (size_t)wn);
     }
   }
@@ -751,11 +734,11 @@ int eng_cuda_generate(eng_cuda_ctx *c, const int *prompt, int n_prompt, int n_ne
     else if (cb && cb(cb_user, logits, bn, V)) rc = -1;
     else if (last && want == ENG_LOGITS_ALL) memmove(logits, logits + (size_t)(bn - 1) * V, sizeof(float) * V);
   }
-  if (rc == 0) report_tokens(c, seq_id, prompt, n_prompt, 0, PRB_PHASE_PREFILL, NULL);
+  if (rc == 0) eng_report_tokens(&c->probe, seq_id, prompt, n_prompt, 0, PRB_PHASE_PREFILL, NULL);
   for (int i = 0; i < n_new && rc == 0; i++) {
     int id = greedy_dev ? next : eng_sample(s, &rng, logits, V);
     out_ids[(*n_out)++] = id;
-    report_tokens(c, seq_id, &id, 1, n_prompt + i, PRB_PHASE_DECODE, NULL);
+    eng_report_tokens(&c->probe, seq_id, &id, 1, n_prompt + i, PRB_PHASE_DECODE, NULL);
     if (tok_cb && tok_cb(tok_user, id)) break;
     if (id == stop_id || i + 1 == n_new) break;
     if (forward_impl(c, &id, 1, greedy_dev ? WANT_ARGMAX : ENG_LOGITS_LAST, logits, &next, seq_id, n_prompt + i, err,

@@ -30,6 +30,12 @@ typedef struct eng_sampler {
   uint64_t seed;
 } eng_sampler;
 
+/* -log softmax(z)[target] over V logits (double accumulation): the nll of one token. */
+double eng_token_nll(const float *z, int V, int target);
+
+/* Reports n consecutive tokens (positions pos0..) of a sequence to a probe's tokens hook. */
+void eng_report_tokens(const prb_probe *p, int seq_id, const int *ids, int n, int pos0, int phase, const float *nll);
+
 /* Picks the next token from logits[V] (modified in place when sampling). */
 int eng_sample(const eng_sampler *s, uint64_t *rng, float *logits, int vocab);
 
