@@ -282,13 +282,13 @@ static int fig_tokens(fctx *c, ana_db *d) {
         if (asprintf(&r[2 + i], "'%s' %.2f", piece, sh[i]) < 0) r[2 + i] = NULL;
       }
     }
-    char title[160], sub[200], stem[64], cap[160];
+    char title[160], sub[200], stem[64], fpath[4200], cap[160];
     snprintf(title, sizeof title, "Layer %d: top tokens per expert, run %lld", t->layer_ids[l], t->run_id);
     snprintf(sub, sizeof sub, "token (share of its occurrences routed to the expert), tokens seen >= %d times",
              st->min_count);
     rep_texttab tt = {title, sub, E, cols, head, (const char *const *)cells};
-    snprintf(stem, sizeof stem, "%s/top_tokens_layer%d", c->outdir, t->layer_ids[l]);
-    if (rep_texttab_render(&tt, stem, c->fmt, c->err, c->errlen)) goto done;
+    snprintf(fpath, sizeof fpath, "%s/top_tokens_layer%d", c->outdir, t->layer_ids[l]);
+    if (rep_texttab_render(&tt, fpath, c->fmt, c->err, c->errlen)) goto done;
     snprintf(stem, sizeof stem, "top_tokens_layer%d", t->layer_ids[l]);
     snprintf(cap, sizeof cap, "Layer %d: top tokens per expert", t->layer_ids[l]);
     if (rep_figs_add(c->fg, stem, cap)) { snprintf(c->err, c->errlen, "out of memory"); goto done; }
