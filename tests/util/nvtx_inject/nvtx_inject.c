@@ -77,16 +77,23 @@ static int set(NvtxFunctionTable t, unsigned size, unsigned id, NvtxFunctionPoin
   return 1;
 }
 
+/* Says why the injection is refused (the test then finds no records and fails loudly). */
+static int inject_fail(const char *why) {
+  fprintf(stderr, "nvtx_inject: %s\n", why);
+  return 0;
+}
+
 __attribute__((visibility("default"))) int InitializeInjectionNvtx2(NvtxGetExportTableFunc_t get) {
   const char *path = getenv("MOESCOPE_NVTX_LOG");
   g_log = path ? fopen(path, "w") : NULL;
+  if (path && !g_log) return inject_fail("cannot open MOESCOPE_NVTX_LOG");
   const NvtxExportTableCallbacks *cb = (const NvtxExportTableCallbacks *)get(NVTX_ETID_CALLBACKS);
-  if (!cb) return 0;
+  if (!cb) return inject_fail("no NVTX callback export table");
   NvtxFunctionTable core = NULL, core2 = NULL;
   unsigned n1 = 0, n2 = 0;
   if (!cb->GetModuleFunctionTable(NVTX_CB_MODULE_CORE, &core, &n1) ||
       !cb->GetModuleFunctionTable(NVTX_CB_MODULE_CORE2, &core2, &n2))
-    return 0;
+    return inject_fail("no NVTX core function tables");
   set(core, n1, NVTX_CBID_CORE_RangePushA, (NvtxFunctionPointer)my_push_a);
   set(core, n1, NVTX_CBID_CORE_RangePop, (NvtxFunctionPointer)my_pop_global);
   set(core2, n2, NVTX_CBID_CORE2_DomainCreateA, (NvtxFunctionPointer)my_domain_create);
