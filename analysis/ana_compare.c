@@ -188,6 +188,47 @@ static int routing_agreement(ana_db *da, long long ra, ana_db *db, long long rb,
   return 0;
 }
 
+/* KL(P_A || P_B) and argmax agreement over positions sampled in both runs (logits_sample). */
+static void next_token_agreement(ana_db *da, long long ra, ana_db *db, long long rb, ana_compare *c) {
+  c->kl_mean = c->next_top1 = NAN;
+  c->n_logit_pos = 0;
+  const char *q = "SELECT seq_id, pos, logits FROM logits_sample WHERE run_id=? ORDER BY seq_id, pos";
+  sqlite3_stmt *a = prep(da, q, ra, NULL, 0), *b = a ? prep(db, q, rb, NULL, 0) : NULL;
+  if (!a || !b) { sqlite3_finalize(a); return; }
+  double kl = 0, agree = 0;
+  int ha = sqlite3_step(a) == SQLITE_ROW, hb = sqlite3_step(b) == SQLITE_ROW;
+  while (ha && hb) {
+    long long ka = sqlite3_column_int64(a, 0) * 4294967296LL + sqlite3_column_int64(a, 1);
+    long long kb = sqlite3_column_int64(b, 0) * 4294967296LL + sqlite3_column_int64(b, 1);
+    if (ka < kb) { ha = sqlite3_step(a) == SQLITE_ROW; continue; }
+    if (kb < ka) { hb = sqlite3_step(b) == SQLITE_ROW; continue; }
+    int na = sqlite3_column_bytes(a, 2), nb = sqlite3_column_bytes(b, 2);
+    const float *za = sqlite3_column_blob(a, 2), *zb = sqlite3_column_blob(b, 2);
+    if (na == nb && na >= 4 && za && zb) {
+      int V = na / 4, am = 0, bm = 0;
+      double mxa = za[0], mxb = zb[0], sa = 0, sb = 0, k = 0;
+      for (int i = 1; i < V; i++) {
+        if (za[i] > mxa) { mxa = za[i]; am = i; }
+        if (zb[i] > mxb) { mxb = zb[i]; bm = i; }
+      }
+      for (int i = 0; i < V; i++) { sa += exp(za[i] - mxa); sb += exp(zb[i] - mxb); }
+      double la = mxa + log(sa), lb = mxb + log(sb);
+      for (int i = 0; i < V; i++) {
+        double lpa = za[i] - la, lpb = zb[i] - lb;
+        k += exp(lpa) * (lpa - lpb);
+      }
+      kl += k;
+      agree += am == bm;
+      c->n_logit_pos++;
+    }
+    ha = sqlite3_step(a) == SQLITE_ROW;
+    hb = sqlite3_step(b) == SQLITE_ROW;
+  }
+  sqlite3_finalize(a);
+  sqlite3_finalize(b);
+  if (c->n_logit_pos) { c->kl_mean = kl / c->n_logit_pos; c->next_top1 = agree / c->n_logit_pos; }
+}
+
 static void cost(ana_db *d, long long run, long long n_tokens, ana_compare *c, int side) {
   double *per_layer = side ? c->layer_ns_b : c->layer_ns_a;
   for (int i = 0; i < c->n_layers; i++) per_layer[i] = NAN;
@@ -246,6 +287,7 @@ int ana_compare_runs(ana_db *da, long long run_a, ana_db *db, long long run_b, a
   if (c->has_routing && routing_agreement(da, c->run_a.run_id, db, c->run_b.run_id, c, err, errlen)) { rc = -1; goto out; }
   if (!c->has_routing)
     for (int l = 0; l < L; l++) c->jaccard[l] = c->top1[l] = c->wcorr[l] = c->mean_k_a[l] = c->mean_k_b[l] = NAN;
+  next_token_agreement(da, c->run_a.run_id, db, c->run_b.run_id, c);
   cost(da, c->run_a.run_id, c->n_tokens, c, 0);
   cost(db, c->run_b.run_id, c->n_tokens, c, 1);
 out:

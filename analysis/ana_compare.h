@@ -3,7 +3,9 @@
  *
  * Both runs must have scored the same token stream (same (seq_id, pos, token_id)
  * rows); otherwise the comparison is refused. Measured:
- *  quality  perplexity per label and overall from tokens.nll, tokens dropped
+ *  quality  perplexity per label and overall from tokens.nll, tokens dropped; at level full
+ *           (logits_sample rows in both) the mean KL(P_A || P_B) of the next-token
+ *           distributions and their top-1 agreement over the sampled positions
  *  routing  per layer (needs routing rows in both): mean Jaccard of the expert sets
  *           |A∩B|/|A∪B| per token, top-1 agreement (slot 0), Pearson correlation of the
  *           gate weights over the union of experts (0 where not chosen), balance metrics
@@ -34,6 +36,8 @@ typedef struct ana_compare {
   ana_balance *bal_a, *bal_b;                              /* [n_layers] */
   double *shift;          /* [n_layers * n_experts] share_b - share_a */
   long long dropped_a, dropped_b;
+  long long n_logit_pos;   /* sampled positions with logits in both runs (level full) */
+  double kl_mean, next_top1; /* mean KL(P_A || P_B) of next-token distributions (nats), argmax agreement; NaN without samples */
   double ns_per_token_a, ns_per_token_b;                   /* NaN without ops rows */
   double *layer_ns_a, *layer_ns_b;                         /* [n_layers] per token */
 } ana_compare;

@@ -39,6 +39,9 @@ int eng_score(eng_ctx *c, const int *ids, int n, int window, int seq_id, float *
     for (int b0 = 0; b0 < wn && rc == 0; b0 += c->max_batch) {
       int bn = wn - b0 < c->max_batch ? wn - b0 : c->max_batch;
       if (eng_forward(c, ids + w0 + b0, bn, ENG_LOGITS_ALL, logits, seq_id, w0 + b0, err, errlen) < 0) { rc = -1; break; }
+      if (c->probe.logits && c->probe.level >= PRB_LEVEL_FULL)
+        for (int t = 0; t < bn; t++)
+          if ((w0 + b0 + t) % PRB_LOGITS_EVERY == 0) c->probe.logits(c->probe.ctx, seq_id, w0 + b0 + t, V, logits + (size_t)t * V);
       if (cb && cb(cb_user, logits, bn, V)) { rc = -1; break; }
       for (int t = 0; t < bn; t++) {
         int i = b0 + t; /* logits at window position i predict token i+1 */

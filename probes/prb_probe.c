@@ -60,7 +60,7 @@ const char *prb_phase_name(int phase) {
 
 prb_probe prb_probe_none(void) {
   prb_probe p = { .ctx = NULL, .level = PRB_LEVEL_OFF,
-                  .route = NULL, .op = NULL, .sequence = NULL, .tokens = NULL, .policy_state = NULL,
+                  .route = NULL, .op = NULL, .sequence = NULL, .tokens = NULL, .policy_state = NULL, .logits = NULL,
                   .scope_ctx = NULL, .scope_begin = NULL, .scope_end = NULL };
   return p;
 }

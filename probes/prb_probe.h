@@ -68,6 +68,10 @@ typedef struct prb_probe {
   /* State of a stateful router policy at one (forward batch, layer): n values, one per
    * expert (the bias policy: the selection bias it used in this batch) -> router_bias. */
   void (*policy_state)(void *ctx, int64_t batch_id, int layer, int n, const float *values);
+  /* Next-token logits (vocab floats) at position pos of a scored sequence; the engine calls
+   * it at level full for every PRB_LOGITS_EVERY-th position -> logits_sample (compare's
+   * KL divergence and top-1 agreement between runs). */
+  void (*logits)(void *ctx, int seq_id, int pos, int vocab, const float *z);
   /* Scope hooks (probes/prb_nvtx.h), called with scope_ctx on the engine's thread around
    * batches, layers and ops (op = enum prb_op; expert = -1 when not expert-specific;
    * layer = -1 outside layers). NULL = not interested. Independent of `level`. */
@@ -75,6 +79,9 @@ typedef struct prb_probe {
   void (*scope_begin)(void *scope_ctx, int scope, int64_t batch_id, int layer, int op, int expert);
   void (*scope_end)(void *scope_ctx, int scope, int64_t batch_id, int layer, int op, int expert);
 } prb_probe;
+
+/* Sampling stride of the logits hook (positions 0, 8, 16, ... of each sequence). */
+#define PRB_LOGITS_EVERY 8
 
 /* A probe that records nothing. */
 prb_probe prb_probe_none(void);

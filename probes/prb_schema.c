@@ -37,6 +37,10 @@ const char prb_schema_sql[] =
    * balancing) that routed forward batch batch_id at `layer`, one row per expert. */
   "CREATE TABLE IF NOT EXISTS router_bias(run_id INTEGER NOT NULL, batch_id INTEGER NOT NULL,"
   " layer INTEGER NOT NULL, expert INTEGER NOT NULL, bias REAL NOT NULL);\n"
+  /* logits_sample: next-token logits (float32[vocab]) of every PRB_LOGITS_EVERY-th position
+   * of scored sequences, at record level full (compare: KL divergence, top-1 agreement). */
+  "CREATE TABLE IF NOT EXISTS logits_sample(run_id INTEGER NOT NULL, seq_id INTEGER NOT NULL,"
+  " pos INTEGER NOT NULL, logits BLOB NOT NULL);\n"
   "CREATE TABLE IF NOT EXISTS ops(run_id INTEGER NOT NULL, batch_id INTEGER, layer INTEGER,"
   " op TEXT NOT NULL, expert INTEGER, device TEXT, start_ns INTEGER, end_ns INTEGER,"
   " thread INTEGER);\n"

@@ -44,7 +44,7 @@
 #define MOESCOPE_VERSION "unknown"
 #endif
 
-enum { REC_ROUTE = 1, REC_LOAD, REC_OP, REC_SEQ, REC_TOK, REC_VOCAB, REC_BIAS };
+enum { REC_ROUTE = 1, REC_LOAD, REC_OP, REC_SEQ, REC_TOK, REC_VOCAB, REC_BIAS, REC_LOGITS };
 
 /* Record payload headers (arrays follow; all 4- or 8-byte fields, 8-aligned in the ring). */
 typedef struct { int64_t batch_id; int32_t layer, n, k, e, has_probs, has_logits; } rec_route;
@@ -55,8 +55,9 @@ typedef struct { int32_t seq_id, n_tokens, label_len, source_len; } rec_seq;  /*
 typedef struct { int32_t seq_id, n, phase, has_nll; } rec_tok;
 typedef struct { int32_t first_id, n; } rec_vocab;  /* then uint32 lens[n] (UINT32_MAX = NULL), bytes */
 typedef struct { int64_t batch_id; int32_t layer, n; } rec_bias;  /* then float32 values[n] (router_bias) */
+typedef struct { int32_t seq_id, pos, n, pad; } rec_logits;  /* then float32 logits[n] (logits_sample) */
 
-enum { ST_ROUTING, ST_PROBS, ST_LOAD, ST_OP, ST_SEQ, ST_TOK, ST_VOCAB, ST_PACKED, ST_BIAS, ST_COUNT };
+enum { ST_ROUTING, ST_PROBS, ST_LOAD, ST_OP, ST_SEQ, ST_TOK, ST_VOCAB, ST_PACKED, ST_BIAS, ST_LOGITS, ST_COUNT };
 static const char *const st_sql[ST_COUNT] = {
   "INSERT INTO routing(run_id,seq_id,pos,layer,slot,expert,weight) VALUES(?,?,?,?,?,?,?)",
   "INSERT INTO router_probs(run_id,seq_id,pos,layer,probs,logits) VALUES(?,?,?,?,?,?)",
@@ -67,9 +68,10 @@ static const char *const st_sql[ST_COUNT] = {
   "INSERT OR REPLACE INTO vocab(run_id,token_id,piece) VALUES(?,?,?)",
   "INSERT INTO routing_packed(run_id,batch_id,layer,n,k,e,n_rows,seq,pos,expert,weight) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
   "INSERT INTO router_bias(run_id,batch_id,layer,expert,bias) VALUES(?,?,?,?,?)",
+  "INSERT INTO logits_sample(run_id,seq_id,pos,logits) VALUES(?,?,?,?)",
 };
 static const char *const st_table[ST_COUNT] = {
-  "routing", "router_probs", "expert_load", "ops", "sequences", "tokens", "vocab", "routing_packed", "router_bias" };
+  "routing", "router_probs", "expert_load", "ops", "sequences", "tokens", "vocab", "routing_packed", "router_bias", "logits_sample" };
 
 typedef struct lvl_ctx { struct prb_sink *s; int level; } lvl_ctx;
 
@@ -312,6 +314,18 @@ static long write_record(prb_sink *s, const prb_rec_hdr *h) {
     }
     break;
   }
+  case REC_LOGITS: {   /* one sampled position's next-token logits */
+    rec_logits r;
+    memcpy(&r, p, sizeof r);
+    sqlite3_stmt *st = s->st[ST_LOGITS];
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_int(st, 2, r.seq_id);
+    sqlite3_bind_int(st, 3, r.pos);
+    sqlite3_bind_blob(st, 4, p + sizeof r, 4 * r.n, SQLITE_TRANSIENT);
+    if (step(s, ST_LOGITS)) return -1;
+    rows++;
+    break;
+  }
   default: break;
   }
   return rows;
@@ -506,6 +520,19 @@ static void cb_policy_state(void *ctx, int64_t batch_id, int layer, int n, const
   prb_ring_commit(&s->ring);
 }
 
+/* Next-token logits of a sampled position -> logits_sample (level full only). */
+static void cb_logits(void *ctx, int seq_id, int pos, int vocab, const float *z) {
+  prb_sink *s = ((lvl_ctx *)ctx)->s;
+  size_t bytes = sizeof(rec_logits) + 4 * (size_t)(vocab > 0 ? vocab : 0);
+  if (atomic_load(&s->run_id) == 0 || vocab <= 0 || !z || bytes > s->rec_max) return;
+  unsigned char *p = prb_ring_reserve(&s->ring, REC_LOGITS, bytes);
+  if (!p) return;
+  rec_logits r = { seq_id, pos, vocab, 0 };
+  memcpy(p, &r, sizeof r);
+  memcpy(p + sizeof r, z, 4 * (size_t)vocab);
+  prb_ring_commit(&s->ring);
+}
+
 prb_probe prb_sink_probe(prb_sink *s, int level) {
   prb_probe p = prb_probe_none();
   if (!s || level <= PRB_LEVEL_OFF) return p;
@@ -517,6 +544,7 @@ prb_probe prb_sink_probe(prb_sink *s, int level) {
   p.sequence = cb_sequence;
   p.tokens = cb_tokens;
   p.policy_state = cb_policy_state;
+  if (level >= PRB_LEVEL_FULL) p.logits = cb_logits;
   return p;
 }
 

@@ -25,7 +25,7 @@ static int rerr(char *err, size_t errlen, const char *fmt, ...) {
 /* per-run summary row for the paper table and the scatter */
 typedef struct run_row {
   char name[160];
-  double ppl, dppl, jaccard, top1, cv, maxvio, hnorm, us_per_token;
+  double ppl, dppl, jaccard, top1, cv, maxvio, hnorm, us_per_token, kl;
   long long dropped;
 } run_row;
 
@@ -49,6 +49,7 @@ static void row_from(const ana_compare *c, int side, run_row *r) {
   r->cv = cv / c->n_layers; r->maxvio = mv / c->n_layers; r->hnorm = h / c->n_layers;
   r->us_per_token = (side ? c->ns_per_token_b : c->ns_per_token_a) / 1000.0;
   r->dropped = side ? c->dropped_b : c->dropped_a;
+  r->kl = side ? c->kl_mean : (c->n_logit_pos ? 0.0 : NAN);
 }
 
 static void print_pair(FILE *f, const ana_compare *c) {
@@ -61,6 +62,10 @@ static void print_pair(FILE *f, const ana_compare *c) {
   fprintf(f, "  %-16s %10s %12.4f %12.4f %8.2f%%\n", "all", "", c->q.ppl_all_a, c->q.ppl_all_b,
           100.0 * (c->q.ppl_all_b / c->q.ppl_all_a - 1));
   fprintf(f, "  tokens dropped by capacity: A %lld, B %lld\n", c->dropped_a, c->dropped_b);
+  if (c->n_logit_pos)
+    fprintf(f, "  next-token distributions over %lld sampled positions: mean KL(A||B) %.5f nats, top-1 agreement %.4f\n",
+            c->n_logit_pos, c->kl_mean, c->next_top1);
+  else fprintf(f, "  next-token KL / top-1 agreement: n/a (needs --record full in both runs)\n");
   fprintf(f, "routing (per MoE layer; agreement needs routing rows in both runs):\n");
   fprintf(f, "  %5s %8s %7s %7s %6s %6s %7s %7s %8s %8s %7s %7s\n", "layer", "jaccard", "top1", "w_corr", "k_A", "k_B",
           "CV_A", "CV_B", "MaxVio_A", "MaxVio_B", "H_A", "H_B");
@@ -114,6 +119,14 @@ static cJSON *pair_json(const ana_compare *c) {
   cJSON_AddNumberToObject(o, "dropped_a", (double)c->dropped_a);
   cJSON_AddNumberToObject(o, "dropped_b", (double)c->dropped_b);
   cJSON_AddBoolToObject(o, "has_routing", c->has_routing);
+  cJSON_AddNumberToObject(o, "logit_positions", (double)c->n_logit_pos);
+  if (c->n_logit_pos) {
+    cJSON_AddNumberToObject(o, "kl_mean", c->kl_mean);
+    cJSON_AddNumberToObject(o, "next_token_top1", c->next_top1);
+  } else {
+    cJSON_AddNullToObject(o, "kl_mean");
+    cJSON_AddNullToObject(o, "next_token_top1");
+  }
   int L = c->n_layers;
   double *cva = malloc(sizeof(double) * L), *cvb = malloc(sizeof(double) * L), *mva = malloc(sizeof(double) * L),
          *mvb = malloc(sizeof(double) * L), *ids = malloc(sizeof(double) * L);
@@ -146,33 +159,38 @@ static int write_tables(const char *dir, const run_row *rows, int n, char *err, 
   snprintf(p, sizeof p, "%s/compare.csv", dir);
   FILE *f = fopen(p, "w");
   if (!f) return rerr(err, errlen, "%s: cannot create: %s", p, strerror(errno));
-  fprintf(f, "strategy,ppl,delta_ppl_pct,jaccard_vs_baseline,top1_agreement,cv,maxvio,h_norm,dropped,us_per_token\n");
+  fprintf(f, "strategy,ppl,delta_ppl_pct,kl_vs_baseline,jaccard_vs_baseline,top1_agreement,cv,maxvio,h_norm,dropped,us_per_token\n");
   for (int i = 0; i < n; i++)
-    fprintf(f, "\"%s\",%.6f,%.4f,%.6f,%.6f,%.6f,%.6f,%.6f,%lld,%.3f\n", rows[i].name, rows[i].ppl, rows[i].dppl,
-            rows[i].jaccard, rows[i].top1, rows[i].cv, rows[i].maxvio, rows[i].hnorm, rows[i].dropped, rows[i].us_per_token);
+    fprintf(f, "\"%s\",%.6f,%.4f,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%lld,%.3f\n", rows[i].name, rows[i].ppl, rows[i].dppl,
+            rows[i].kl, rows[i].jaccard, rows[i].top1, rows[i].cv, rows[i].maxvio, rows[i].hnorm, rows[i].dropped,
+            rows[i].us_per_token);
   fclose(f);
   snprintf(p, sizeof p, "%s/compare.tex", dir);
   if (!(f = fopen(p, "w"))) return rerr(err, errlen, "%s: cannot create: %s", p, strerror(errno));
   fprintf(f, "%% moescope compare: routing strategy x metric (needs \\usepackage{booktabs})\n"
-             "\\begin{table}[t]\n\\centering\n\\small\n\\begin{tabular}{lrrrrrrrr}\n\\toprule\n"
-             "Strategy & PPL & $\\Delta$PPL (\\%%) & Jaccard & Top-1 & CV & MaxVio & $H_\\mathrm{norm}$ & Dropped \\\\\n\\midrule\n");
+             "\\begin{table}[t]\n\\centering\n\\small\n\\begin{tabular}{lrrrrrrrrr}\n\\toprule\n"
+             "Strategy & PPL & $\\Delta$PPL (\\%%) & KL & Jaccard & Top-1 & CV & MaxVio & $H_\\mathrm{norm}$ & Dropped \\\\\n\\midrule\n");
   for (int i = 0; i < n; i++) {
     fprintf(f, "\\texttt{");
     tex_escape(f, rows[i].name);
-    fprintf(f, "} & %.2f & %+.2f & %.3f & %.3f & %.3f & %.3f & %.4f & %lld \\\\\n", rows[i].ppl, rows[i].dppl,
+    char kl[32];
+    if (isnan(rows[i].kl)) snprintf(kl, sizeof kl, "--");
+    else snprintf(kl, sizeof kl, "%.4f", rows[i].kl);
+    fprintf(f, "} & %.2f & %+.2f & %s & %.3f & %.3f & %.3f & %.3f & %.4f & %lld \\\\\n", rows[i].ppl, rows[i].dppl, kl,
             rows[i].jaccard, rows[i].top1, rows[i].cv, rows[i].maxvio, rows[i].hnorm, rows[i].dropped);
   }
   fprintf(f, "\\bottomrule\n\\end{tabular}\n\\caption{Routing strategies on identical inputs. Jaccard and Top-1: "
-             "agreement of the expert sets with the first row; CV, MaxVio, $H_\\mathrm{norm}$: expert-load balance "
+             "agreement of the expert sets with the first row; KL: mean KL divergence (nats) of the next-token "
+             "distributions from the first row's, over sampled positions (record level full); CV, MaxVio, $H_\\mathrm{norm}$: expert-load balance "
              "(mean over MoE layers).}\n\\label{tab:routing-strategies}\n\\end{table}\n");
   fclose(f);
   snprintf(p, sizeof p, "%s/compare.md", dir);
   if (!(f = fopen(p, "w"))) return rerr(err, errlen, "%s: cannot create: %s", p, strerror(errno));
-  fprintf(f, "# Routing strategy comparison\n\n| strategy | PPL | ΔPPL %% | Jaccard | Top-1 | CV | MaxVio | H_norm | dropped | µs/token |\n"
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  fprintf(f, "# Routing strategy comparison\n\n| strategy | PPL | ΔPPL %% | KL | Jaccard | Top-1 | CV | MaxVio | H_norm | dropped | µs/token |\n"
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int i = 0; i < n; i++)
-    fprintf(f, "| `%s` | %.3f | %+.2f | %.3f | %.3f | %.3f | %.3f | %.4f | %lld | %.1f |\n", rows[i].name, rows[i].ppl,
-            rows[i].dppl, rows[i].jaccard, rows[i].top1, rows[i].cv, rows[i].maxvio, rows[i].hnorm, rows[i].dropped,
+    fprintf(f, "| `%s` | %.3f | %+.2f | %.4g | %.3f | %.3f | %.3f | %.3f | %.4f | %lld | %.1f |\n", rows[i].name, rows[i].ppl,
+            rows[i].dppl, rows[i].kl, rows[i].jaccard, rows[i].top1, rows[i].cv, rows[i].maxvio, rows[i].hnorm, rows[i].dropped,
             rows[i].us_per_token);
   fprintf(f, "\n![quality vs balance](quality_vs_balance.png)\n");
   fclose(f);

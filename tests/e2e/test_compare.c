@@ -2,8 +2,9 @@
  * identical runs agree perfectly; native top-2 vs topk:k=1 agrees exactly on layer 0's
  * top-1 (same input) with Jaccard exactly 1/2 there, and k=1 has worse perplexity;
  * per-layer Jaccard equals an independent SQL computation; runs from two DB files
- * (PATH:ID); different inputs are refused with one error line; -o writes the paper
- * files (LaTeX table with one row per strategy). */
+ * (PATH:ID); at level full the next-token KL divergence and top-1 agreement equal an
+ * independent recomputation from logits_sample; different inputs are refused with one
+ * error line; -o writes the paper files (LaTeX table with one row per strategy). */
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
@@ -93,6 +94,52 @@ int main(void) {
   if (f) fclose(f);
   snprintf(path, sizeof path, "%s/quality_vs_balance.pdf", out);
   CHECK(access(path, R_OK) == 0);
+  /* level full: next-token KL and top-1 agreement from logits_sample, recomputed here */
+  {
+    char db3[2048];
+    snprintf(db3, sizeof db3, "%s/compare_full.db", tst_tmp_dir());
+    remove(db3);
+    const char *r3[3] = {"native", "native", "topk:k=1"};
+    for (int i = 0; i < 3; i++) {
+      tst_sh(&o, "%s run --model %s --file %s/code.txt --route %s --record full --db %s --quiet", tst_bin(), model, texts,
+             r3[i], db3);
+      REQUIRE(o.status == 0);
+    }
+    tst_sh(&o, "%s compare 1 2 3 --db %s --json", tst_bin(), db3);
+    REQUIRE(o.status == 0);
+    cJSON *k = cJSON_Parse(o.out);
+    REQUIRE(k && cJSON_GetArraySize(k) == 2);
+    cJSON *same = cJSON_GetArrayItem(k, 0), *k1 = cJSON_GetArrayItem(k, 1);
+    CHECK(jnum(same, "logit_positions", -1) > 50);
+    CHECK(jnum(same, "kl_mean", -1) == 0.0 && jnum(same, "next_token_top1", -1) == 1.0);
+    double kl = jnum(k1, "kl_mean", -1), t1 = jnum(k1, "next_token_top1", -1);
+    printf("native vs top-1 routing: next-token KL %.5f nats, top-1 agreement %.3f\n", kl, t1);
+    CHECK(kl > 0 && t1 > 0.5 && t1 < 1.0);
+    /* independent recomputation over the same sampled positions */
+    sqlite3 *s3;
+    REQUIRE(sqlite3_open(db3, &s3) == SQLITE_OK);
+    sqlite3_stmt *q;
+    REQUIRE(sqlite3_prepare_v2(s3, "SELECT a.logits, b.logits FROM logits_sample a JOIN logits_sample b ON "
+            "a.seq_id=b.seq_id AND a.pos=b.pos WHERE a.run_id=1 AND b.run_id=3", -1, &q, NULL) == SQLITE_OK);
+    double sum = 0;
+    int rows = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+      const float *za = sqlite3_column_blob(q, 0), *zb = sqlite3_column_blob(q, 1);
+      int V = sqlite3_column_bytes(q, 0) / 4;
+      double la = 0, lb = 0, ma = -1e30, mb = -1e30, d = 0;
+      for (int i = 0; i < V; i++) { if (za[i] > ma) ma = za[i]; if (zb[i] > mb) mb = zb[i]; }
+      for (int i = 0; i < V; i++) { la += exp(za[i] - ma); lb += exp(zb[i] - mb); }
+      la = ma + log(la); lb = mb + log(lb);
+      for (int i = 0; i < V; i++) d += exp(za[i] - la) * ((za[i] - la) - (zb[i] - lb));
+      sum += d;
+      rows++;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(s3);
+    CHECK(rows == (int)jnum(k1, "logit_positions", -1));
+    CHECK_NEAR(sum / rows, kl, 1e-9);
+    cJSON_Delete(k);
+  }
   /* different inputs are refused */
   tst_sh(&o, "%s run --model %s --file %s/prose.txt --db %s --quiet", tst_bin(), model, texts, db);
   REQUIRE(o.status == 0);
