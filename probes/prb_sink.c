@@ -62,7 +62,8 @@ static const char *const st_sql[ST_COUNT] = {
   "INSERT INTO routing(run_id,seq_id,pos,layer,slot,expert,weight) VALUES(?,?,?,?,?,?,?)",
   "INSERT INTO router_probs(run_id,seq_id,pos,layer,probs,logits) VALUES(?,?,?,?,?,?)",
   "INSERT INTO expert_load(run_id,batch_id,layer,expert,tokens,weight_sum,dropped) VALUES(?,?,?,?,?,?,?)",
-  "INSERT INTO ops(run_id,batch_id,layer,op,expert,device,start_ns,end_ns,thread) VALUES(?,?,?,?,?,'cpu',?,?,?)",
+  "INSERT INTO ops(run_id,batch_id,layer,op,expert,device,start_ns,end_ns,thread) VALUES(?1,?2,?3,?4,?5,"
+  " (SELECT COALESCE(device,'cpu') FROM runs WHERE run_id=?1),?6,?7,?8)",
   "INSERT OR REPLACE INTO sequences(run_id,seq_id,label,source,n_tokens) VALUES(?,?,?,?,?)",
   "INSERT INTO tokens(run_id,seq_id,pos,token_id,phase,nll) VALUES(?,?,?,?,?,?)",
   "INSERT OR REPLACE INTO vocab(run_id,token_id,piece) VALUES(?,?,?)",
