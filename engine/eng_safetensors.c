@@ -2,6 +2,7 @@
 #include "engine/eng_util.h"
 #include "engine/eng_safetensors.h"
 #include "engine/eng_st_write.h"
+#include "kernels/krn_backend.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -56,22 +57,9 @@ float eng_bf16_to_f32(uint16_t h) {
   return f;
 }
 
-float eng_f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
-  if (exp == 0) {
-    if (man == 0) u = sign;
-    else { /* subnormal: normalise */
-      exp = 127 - 15 + 1;
-      while (!(man & 0x400)) { man <<= 1; exp--; }
-      man &= 0x3ff;
-      u = sign | (exp << 23) | (man << 13);
-    }
-  } else if (exp == 31) u = sign | 0x7f800000u | (man << 13);
-  else u = sign | ((exp + 127 - 15) << 23) | (man << 13);
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
+/* The kernels' converter is the one definition of F16 widening (the in-place matmul uses it
+ * too), so loaded tensors and in-place reads agree bit for bit. */
+float eng_f16_to_f32(uint16_t h) { return krn_f16_to_f32(h); }
 
 static int cmp_tensor(const void *a, const void *b) {
   return strcmp(((const eng_st_tensor *)a)->name, ((const eng_st_tensor *)b)->name);
