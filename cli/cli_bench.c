@@ -107,16 +107,20 @@ static int bench_level(const eng_model *m, int level, const char *db, int n_pref
 int cli_bench(int argc, char **argv) {
   const char *C = "bench", *dir = NULL, *v;
   long n_prefill = 256, n_decode = 128, reps = 3, threads = 0;
+  int roofline = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (cli_is_help(a)) {
-      printf("usage: moescope bench [--model DIR] [--prefill N] [--decode N] [--reps R] [--threads N]\n"
+      printf("usage: moescope bench [--model DIR|FILE.gguf] [--prefill N] [--decode N] [--reps R] [--threads N]\n"
+             "                      [--no-roofline]\n"
              "Prints prefill and decode tokens/s with the probe off and at each record level\n"
-             "(overhead %% vs off), and decode throughput as %% of the measured read-bandwidth roofline.\n");
+             "(overhead %% vs off), and decode throughput as %% of the measured read-bandwidth roofline\n"
+             "(--no-roofline skips the 1 GiB bandwidth measurement, e.g. for quick smoke runs).\n");
       return CLI_OK;
     }
     long *dst = NULL, lo = 1, hi = 1 << 20;
     if (!strcmp(a, "--model")) { if (!(dir = cli_value(argc, argv, &i, C))) return CLI_USAGE; continue; }
+    else if (!strcmp(a, "--no-roofline")) { roofline = 0; continue; }
     else if (!strcmp(a, "--prefill")) dst = &n_prefill;
     else if (!strcmp(a, "--decode")) dst = &n_decode;
     else if (!strcmp(a, "--reps")) { dst = &reps; hi = 1000; }
@@ -139,8 +143,9 @@ int cli_bench(int argc, char **argv) {
          dir, m.cfg.n_layers, m.cfg.n_experts, m.cfg.top_k, m.cfg.hidden, m.dtype,
          (double)(m.weight_bytes - m.copied_weight_bytes) / 1e6, (double)m.copied_weight_bytes / 1e6, krn_get_threads(),
          krn_cpu_features());
-  double bw = measure_bw();
-  printf("measured read bandwidth: %.1f GB/s\n\n", bw / 1e9);
+  double bw = roofline ? measure_bw() : 0;
+  if (roofline) printf("measured read bandwidth: %.1f GB/s\n\n", bw / 1e9);
+  else printf("read bandwidth: not measured (--no-roofline)\n\n");
   printf("%-8s %14s %10s %14s %10s\n", "record", "prefill tok/s", "overhead", "decode tok/s", "overhead");
   bench_res base = {0, 0};
   int rc = CLI_OK;
