@@ -6,13 +6,13 @@
  * position within 1e-4 absolute, identical expert sets per token and MoE layer (order-free),
  * gate weights per expert within 1e-5 relative, no routing on dense layers, router logits
  * within 1e-4 when the probe gets them, and the greedy ids (decoded with the KV cache, one
- * token per forward) with each step's logits within 1e-4. A family the engine does not
- * support yet ("not supported" load error) is reported as SKIP; any other error fails. */
-#include <dirent.h>
+ * token per forward) with each step's logits within 1e-4. Every family must load and be
+ * checked (a "not supported" load error is reported as SKIP and fails the test). */
 
 #include "engine/eng_forward.h"
 #include "engine/eng_session.h"
 #include "tests/tst.h"
+#include "tests/util/tst_fixtures.h"
 #include "tests/util/tst_json.h"
 
 #define LOGIT_TOL 1e-4
@@ -182,32 +182,23 @@ static int check_family(const char *dir, const char *fam) {
   return 1;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 int main(void) {
-  char base[2048], dir[2400], p[2600];
+  char base[2048], dir[2400], *names[TST_MAX_FIXTURES];
   tst_path(base, sizeof base, "MOESCOPE_SRC", "tests/fixtures");
-  DIR *d = opendir(base);
-  REQUIRE(d);
-  char *names[64];
-  int nn = 0;
-  for (struct dirent *e; (e = readdir(d)) && nn < 64;) {
-    if (strncmp(e->d_name, "hf_", 3) || !strcmp(e->d_name, "hf_mixtral_tiny")) continue;
-    snprintf(p, sizeof p, "%s/%s/reference.json", base, e->d_name);
-    if (access(p, R_OK) == 0) names[nn++] = strdup(e->d_name);
-  }
-  closedir(d);
-  qsort(names, (size_t)nn, sizeof *names, cmp_str);
-  CHECKF(nn >= 7, "expected the 7 family fixtures under %s, found %d", base, nn);
-  int checked = 0, skipped = 0, failed = 0;
+  int nn = tst_hf_fixtures(base, "reference.json", names);
+  REQUIRE(nn >= 0);
+  int checked = 0, skipped = 0, failed = 0, fams = 0;
   for (int i = 0; i < nn; i++) {
+    if (!strcmp(names[i], "hf_mixtral_tiny")) continue; /* another format: test_fidelity_hf */
+    fams++;
     snprintf(dir, sizeof dir, "%s/%s", base, names[i]);
     int r = check_family(dir, names[i] + 3);
     if (r > 0) checked++; else if (r == 0) skipped++; else failed++;
-    free(names[i]);
   }
+  tst_fixtures_free(names, nn);
   printf("hf families: %d checked, %d skipped (unsupported), %d failed to load; worst max |logit - HF| = %.3g\n",
          checked, skipped, failed, g_worst_all);
-  CHECK(checked >= 1); /* mixtral at least */
+  CHECKF(fams >= 7, "expected the 7 family fixtures under %s, found %d", base, fams);
+  CHECKF(checked == fams && failed == 0, "every family fixture must be checked (%d of %d)", checked, fams);
   return tst_done();
 }
