@@ -66,35 +66,13 @@ static void mask_groups(float *sel, const float *gs, int E, int G, int tg, int *
   }
 }
 
-static int group_limited_route(eng_policy *p, const float *logits, const int *ids, int n, int layer, eng_route_out *o) {
-  (void)ids; (void)layer;
-  int E = p->n_experts, k = p->k, G = p->rc.n_group, per = E / G, S = p->logit_stride;
-  float *sel = malloc(sizeof(float) * (size_t)(E + G));
-  int *gidx = malloc(sizeof(int) * (size_t)G);
-  if (!sel || !gidx) { free(sel); free(gidx); eng_route_empty(p, n, o); return -1; }
-  float *gs = sel + E;
-  for (int e = 0; e < E; e++) o->dropped[e] = 0;
-  for (int t = 0; t < n; t++) {
-    float *pr = o->probs + (size_t)t * E;
-    eng_softmax_row(logits + (size_t)t * S, E, pr);
-    for (int g = 0; g < G; g++) {
-      float m = -INFINITY;
-      for (int e = g * per; e < (g + 1) * per; e++) if (pr[e] > m) m = pr[e];
-      gs[g] = m;
-    }
-    memcpy(sel, pr, sizeof(float) * (size_t)E);
-    mask_groups(sel, gs, E, G, p->rc.topk_group, gidx);
-    int *ex = o->experts + (size_t)t * k;
-    float *w = o->weights + (size_t)t * k;
-    eng_topk(sel, E, k, ex);
-    for (int j = 0; j < k; j++) w[j] = pr[ex[j]] * p->rc.scale;
-  }
-  free(sel); free(gidx);
-  return 0;
-}
-
-static int sigmoid_group_route(eng_policy *p, const float *logits, const int *ids, int n, int layer, eng_route_out *o) {
-  (void)ids; (void)layer;
+/* Group-limited routing, both DeepSeek flavours (one loop; `v3` picks the scoring):
+ *  V2 (group_limited_greedy): softmax scores, group score = the group's best score,
+ *     weights = the chosen scores (no renormalisation) x routed_scaling_factor;
+ *  V3 (noaux_tc): sigmoid scores, selection adds e_score_correction_bias, group score = sum
+ *     of the group's two best biased scores, weights = the chosen UNbiased scores,
+ *     renormalised when norm_topk_prob, x routed_scaling_factor. */
+static int group_route_any(eng_policy *p, const float *logits, int n, eng_route_out *o, int v3) {
   int E = p->n_experts, k = p->k, G = p->rc.n_group, per = E / G, S = p->logit_stride;
   float *sel = malloc(sizeof(float) * (size_t)(E + G));
   int *gidx = malloc(sizeof(int) * (size_t)G);
@@ -104,14 +82,24 @@ static int sigmoid_group_route(eng_policy *p, const float *logits, const int *id
   for (int t = 0; t < n; t++) {
     const float *z = logits + (size_t)t * S;
     float *sc = o->probs + (size_t)t * E;
-    for (int e = 0; e < E; e++) {
-      sc[e] = 1.0f / (1.0f + expf(-z[e]));
-      sel[e] = sc[e] + (p->sel_bias ? p->sel_bias[e] : 0.0f);
-    }
-    for (int g = 0; g < G; g++) {       /* sum of the group's two best biased scores */
-      int top2[2];
-      eng_topk(sel + g * per, per, per >= 2 ? 2 : 1, top2);
-      gs[g] = sel[g * per + top2[0]] + (per >= 2 ? sel[g * per + top2[1]] : 0.0f);
+    if (v3) {
+      for (int e = 0; e < E; e++) {
+        sc[e] = 1.0f / (1.0f + expf(-z[e]));
+        sel[e] = sc[e] + (p->sel_bias ? p->sel_bias[e] : 0.0f);
+      }
+      for (int g = 0; g < G; g++) {       /* sum of the group's two best biased scores */
+        int top2[2];
+        eng_topk(sel + g * per, per, per >= 2 ? 2 : 1, top2);
+        gs[g] = sel[g * per + top2[0]] + (per >= 2 ? sel[g * per + top2[1]] : 0.0f);
+      }
+    } else {
+      eng_softmax_row(z, E, sc);
+      for (int g = 0; g < G; g++) {       /* the group's best score */
+        float m = -INFINITY;
+        for (int e = g * per; e < (g + 1) * per; e++) if (sc[e] > m) m = sc[e];
+        gs[g] = m;
+      }
+      memcpy(sel, sc, sizeof(float) * (size_t)E);
     }
     mask_groups(sel, gs, E, G, p->rc.topk_group, gidx);
     int *ex = o->experts + (size_t)t * k;
@@ -119,11 +107,21 @@ static int sigmoid_group_route(eng_policy *p, const float *logits, const int *id
     eng_topk(sel, E, k, ex);
     float sum = 0;
     for (int j = 0; j < k; j++) { w[j] = sc[ex[j]]; sum += w[j]; }
-    if (p->renorm) for (int j = 0; j < k; j++) w[j] /= (sum + 1e-20f);
+    if (v3 && p->renorm) for (int j = 0; j < k; j++) w[j] /= (sum + 1e-20f);
     for (int j = 0; j < k; j++) w[j] *= p->rc.scale;
   }
   free(sel); free(gidx);
   return 0;
+}
+
+static int group_limited_route(eng_policy *p, const float *logits, const int *ids, int n, int layer, eng_route_out *o) {
+  (void)ids; (void)layer;
+  return group_route_any(p, logits, n, o, 0);
+}
+
+static int sigmoid_group_route(eng_policy *p, const float *logits, const int *ids, int n, int layer, eng_route_out *o) {
+  (void)ids; (void)layer;
+  return group_route_any(p, logits, n, o, 1);
 }
 
 static int topk_softmax_route(eng_policy *p, const float *logits, const int *ids, int n, int layer, eng_route_out *o) {
