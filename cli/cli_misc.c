@@ -1,8 +1,10 @@
 /* cli_misc.c — the small subcommands: synth (engine/eng_synth), stats and report
- * (reports/rep_commands), info (model description). Parsing only. */
+ * (reports/rep_commands), info (model description, including its tokenizer as `run` would
+ * load it: eng_tok_load_model). Parsing only. */
 #include "cli/cli.h"
 #include "engine/eng_model.h"
 #include "engine/eng_synth.h"
+#include "engine/eng_tokenizer.h"
 #include "analysis/ana_diag.h"
 #include "reports/rep_commands.h"
 
@@ -175,7 +177,7 @@ int cli_diagnose(int argc, char **argv) {
 int cli_info(int argc, char **argv) {
   const char *C = "info", *dir = NULL;
   for (int i = 1; i < argc; i++) {
-    if (cli_is_help(argv[i])) { printf("usage: moescope info [MODEL_DIR]\n"); return CLI_OK; }
+    if (cli_is_help(argv[i])) { printf("usage: moescope info [MODEL_DIR|FILE.gguf]\n"); return CLI_OK; }
     if (argv[i][0] == '-') return cli_fail(CLI_USAGE, C, "unknown option '%s'", argv[i]);
     dir = argv[i];
   }
@@ -232,6 +234,16 @@ int cli_info(int argc, char **argv) {
          100.0 * (double)m.n_active_params / (double)m.n_params, m.sha256);
   if (c->shared_intermediate) printf("shared_ffn   %d wide (%d expert%s)\n", c->shared_intermediate, c->n_shared_experts,
                                      c->n_shared_experts == 1 ? "" : "s");
+  eng_tokenizer *tok = NULL;
+  char src[PATH_MAX + 16];
+  if (eng_tok_load_model(&tok, dir, src, sizeof src, err, sizeof err) == 0) {
+    printf("tokenizer    %s, %d ids, normalizer %s, bos %d, eos %d (%s)\n",
+           eng_tok_kind(tok) == ENG_TOK_SPM ? "SentencePiece BPE" : "byte-level BPE", eng_tok_vocab_size(tok),
+           eng_tok_norm_name(eng_tok_norm(tok)), eng_tok_bos(tok), eng_tok_eos(tok), src);
+    eng_tok_free(tok);
+  } else {
+    printf("tokenizer    none (%s)\n", err);
+  }
   eng_model_free(&m);
   return CLI_OK;
 }

@@ -1,4 +1,5 @@
-/* cli_run.c — `moescope run`: parses options, loads model + tokenizer, opens the trace
+/* cli_run.c — `moescope run`: parses options, loads model + tokenizer (eng_tok_load_model:
+ * a folder's tokenizer.json or a GGUF file's embedded vocabulary), opens the trace
  * sink, then scores or generates each input (files, a labelled folder, prompts, ids)
  * through engine/eng_session, printing perplexity per label or generated text. */
 #include "cli/cli.h"
@@ -26,7 +27,7 @@ typedef struct input { int kind; const char *arg; char *label; char *own; int *i
 
 static void usage(FILE *f) {
   fprintf(f,
-    "usage: moescope run [--model DIR] INPUTS [--score | --generate N] [options]\n\n"
+    "usage: moescope run [--model DIR|FILE.gguf] INPUTS [--score | --generate N] [options]\n\n"
     "inputs (repeatable, processed in order; each becomes one sequence in the trace):\n"
     "  --file F [--label NAME]   a text file (label defaults to the file name up to the first '.')\n"
     "  --dir D [--split S]       every D/<label>.<S>.txt (or D/*.txt), labelled by file name\n"
@@ -38,7 +39,9 @@ static void usage(FILE *f) {
     "  --ignore-eos              keep generating past the end-of-sequence token\n"
     "  --temperature T --top-p P --seed S   sampling (T = 0: greedy, the default)\n"
     "options:\n"
-    "  --model DIR               HF-layout model folder (default: models/tiny-mixtral)\n"
+    "  --model DIR|FILE.gguf     HF-layout model folder (default: models/tiny-mixtral) or a GGUF file;\n"
+    "                            tokenizer: DIR/tokenizer.json, or the GGUF's embedded vocabulary\n"
+    "                            (else tokenizer.json next to the file)\n"
     "  --db PATH                 trace DB, a new run is appended (default trace.db)\n"
     "  --record LEVEL            off | counts | topk (default) | full\n"
     "  --route SPEC              router policy: native (default) | topk | topp | capacity | expert_choice |\n"
@@ -206,13 +209,11 @@ int cli_run(int argc, char **argv) {
   eng_model model;
   if (eng_model_load(&model, model_dir, err, sizeof err)) { rc = cli_fail(CLI_ERR, CMD, "%s", err); goto out_inputs; }
   eng_tokenizer *tok = NULL;
-  {
-    char tj[PATH_MAX], tc[PATH_MAX];
-    snprintf(tj, sizeof tj, "%s/tokenizer.json", model_dir);
-    snprintf(tc, sizeof tc, "%s/tokenizer_config.json", model_dir);
+  char tok_src[PATH_MAX + 16] = "";
+  { /* a folder: its tokenizer.json; a GGUF file: the embedded vocabulary, else tokenizer.json beside it */
     int need_tok = 0;
     for (int i = 0; i < n_in; i++) if (in[i].kind != 2) need_tok = 1;
-    if (eng_tok_load(&tok, tj, access(tc, R_OK) == 0 ? tc : NULL, err, sizeof err)) {
+    if (eng_tok_load_model(&tok, model_dir, tok_src, sizeof tok_src, err, sizeof err)) {
       if (need_tok) { rc = cli_fail(CLI_ERR, CMD, "%s", err); goto out_model; }
       tok = NULL;
     }
@@ -236,8 +237,8 @@ int cli_run(int argc, char **argv) {
     for (int t = 0; t < n; t++)
       if (ids[t] >= model.cfg.vocab) {
         if (in[i].kind == 2) rc = cli_fail(CLI_USAGE, CMD, "--ids: token id %d out of range (vocab %d)", ids[t], model.cfg.vocab);
-        else rc = cli_fail(CLI_ERR, CMD, "%s/tokenizer.json: token id %d is outside the model's vocab (%d); tokenizer and model do not match",
-                           model_dir, ids[t], model.cfg.vocab);
+        else rc = cli_fail(CLI_ERR, CMD, "%s: token id %d is outside the model's vocab (%d); tokenizer and model do not match",
+                           tok_src, ids[t], model.cfg.vocab);
         free(ids);
         goto out_tok;
       }

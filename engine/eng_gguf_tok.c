@@ -3,13 +3,21 @@
  * "a b" by rank, token_type 3/4 split out first, tokenizer.ggml.pre choosing the split
  * regex) or "llama" (SentencePiece BPE: tokens with U+2581, scores, token_type, byte
  * fallback through the <0xXX> tokens, add_space_prefix default true; control tokens are not
- * matched in text, as llama.cpp without parse_special). */
+ * matched in text, as llama.cpp without parse_special). No Unicode normalizer: GGUF has no
+ * key for one and llama.cpp does not normalise, so a GGUF converted from a tokenizer.json with
+ * NFC encodes non-NFC text differently from that json (identically for NFC text).
+ * Also eng_tok_load_model: the tokenizer of a model folder or GGUF file (CLI --model). */
 #include "engine/eng_util.h"
 #include "engine/eng_gguf.h"
 #include "engine/eng_tokenizer.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define GPT2_RE "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 #define QWEN2_RE "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*" \
@@ -34,7 +42,7 @@ int eng_tok_load_gguf(eng_tokenizer **out, const char *path, char *err, size_t e
   int *ty = NULL;
   float *sc = NULL;
   int spm = model && ml == 5 && !memcmp(model, "llama", 5), bpe = model && ml == 4 && !memcmp(model, "gpt2", 4);
-  if (!model) { eng_errf(err, errlen, "%s: no tokenizer.ggml.model (no embedded tokenizer)", path); goto done; }
+  if (!model) { eng_errf(err, errlen, "%s: no tokenizer.ggml.model (no embedded tokenizer)", path); rc = -2; goto done; }
   if (!spm && !bpe) { eng_errf(err, errlen, "%s: tokenizer.ggml.model '%.*s' is not supported (gpt2, llama)", path, (int)ml, model); goto done; }
   if (!toks || toks->type != GGUF_T_ARRAY || toks->arr_type != GGUF_T_STRING || toks->n == 0 || toks->n >= (1u << 30)) {
     eng_errf(err, errlen, "%s: tokenizer.ggml.tokens missing or not a string array", path);
@@ -98,4 +106,38 @@ done:
   free(tok); free(tl); free(ty); free(sc); free(mer); free(mlen);
   eng_gguf_close(&g);
   return rc;
+}
+
+/* folder/tokenizer.json with folder/tokenizer_config.json when that exists. */
+static int load_json_in(eng_tokenizer **out, const char *dir, size_t dirlen, char *src, size_t srclen, char *err,
+                        size_t errlen) {
+  char tj[PATH_MAX], tc[PATH_MAX];
+  snprintf(tj, sizeof tj, "%.*s/tokenizer.json", (int)dirlen, dir);
+  snprintf(tc, sizeof tc, "%.*s/tokenizer_config.json", (int)dirlen, dir);
+  if (src && srclen) snprintf(src, srclen, "%s", tj);
+  return eng_tok_load(out, tj, access(tc, R_OK) == 0 ? tc : NULL, err, errlen) ? -1 : 0;
+}
+
+int eng_tok_load_model(eng_tokenizer **out, const char *model, char *src, size_t srclen, char *err, size_t errlen) {
+  *out = NULL;
+  if (src && srclen) src[0] = 0;
+  size_t n = strlen(model);
+  struct stat st;
+  if (n > 5 && !strcasecmp(model + n - 5, ".gguf") && stat(model, &st) == 0 && S_ISREG(st.st_mode)) {
+    char gerr[1024] = "";
+    int rc = eng_tok_load_gguf(out, model, gerr, sizeof gerr);
+    if (rc == 0) {
+      if (src && srclen) snprintf(src, srclen, "%s (embedded)", model);
+      return 0;
+    }
+    if (rc != -2) { eng_errf(err, errlen, "%s", gerr); return -1; }
+    const char *slash = strrchr(model, '/'); /* no embedded vocabulary: tokenizer.json next to the file */
+    if (load_json_in(out, slash ? model : ".", slash ? (size_t)(slash - model) : 1, src, srclen, err, errlen) == 0)
+      return 0;
+    char jerr[1024];
+    snprintf(jerr, sizeof jerr, "%s", err ? err : "");
+    eng_errf(err, errlen, "%s: no embedded tokenizer, and %s", model, jerr);
+    return -1;
+  }
+  return load_json_in(out, model, n, src, srclen, err, errlen);
 }

@@ -1,7 +1,13 @@
 /* eng_tok_spm.c — tokenizers built from arrays (GGUF vocabularies via eng_tok_build),
  * SentencePiece ModelProto files (tokenizer.model, read with a minimal protobuf reader) and
  * SentencePiece-style tokenizer.json (Llama / Mistral / Mixtral: byte fallback, metaspace).
- * Shares the tokenizer internals of eng_tokenizer.c through eng_tokenizer_int.h. */
+ * Shares the tokenizer internals of eng_tokenizer.c through eng_tokenizer_int.h.
+ * tokenizer.json normalizers: Prepend("▁") / Replace(" " -> "▁") (the dummy prefix and
+ * space handling of spm_segment) and the Unicode forms NFC/NFD/NFKC/NFKD (eng_tokenizer.c),
+ * alone or in a Sequence; a form is applied before the space replacement, whatever its place in
+ * the Sequence (differs only for NFKC/NFKD after Replace on text with compatibility spaces such
+ * as U+00A0). Other normalizers are refused. tokenizer.model files are not normalised (their
+ * normalizer_spec, e.g. nmt_nfkc, is not read). */
 #include "engine/eng_tokenizer_int.h"
 
 /* ---- building from arrays (GGUF vocabularies, SentencePiece models, SPM-style json) ------ */
@@ -283,6 +289,8 @@ int eng_tki_load_spm_json(eng_tokenizer **out, const cJSON *j, const char *path,
     return eng_errf(err, errlen, "%s: unsupported pre_tokenizer with a SentencePiece-style model (Metaspace only)", path);
   if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pre, "split")))
     return eng_errf(err, errlen, "%s: Metaspace split=true is not supported", path);
+  int form = ENG_TOK_NORM_NONE; /* a Unicode form in the normalizer (Sequence): applied before " " -> U+2581 */
+  if (eng_tki_parse_norm(cJSON_GetObjectItemCaseSensitive(j, "normalizer"), 1, &form, path, err, errlen)) return -1;
   int prefix = ENG_SPM_PREFIX_NONE;
   if (json_has_prepend(cJSON_GetObjectItemCaseSensitive(j, "normalizer"))) prefix = ENG_SPM_PREFIX_ALWAYS;
   else if (cJSON_IsString(pt)) {
@@ -345,6 +353,7 @@ int eng_tki_load_spm_json(eng_tokenizer **out, const cJSON *j, const char *path,
                      .byte_fallback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback")),
                      .bos = -1, .eos = -1, .unk = unk_id};
   if (eng_tok_build(out, &sp, path, err, errlen)) goto done;
+  (*out)->norm = form;
   if (config_json) {
     cJSON *cfg = eng_tki_parse_json_file(config_json, err, errlen);
     if (!cfg) { eng_tok_free(*out); *out = NULL; goto done; }

@@ -4,8 +4,12 @@
  * (GPT-2 regex via PCRE2 with Unicode properties, GPT-2 byte<->unicode table, merges by
  * rank) and added/special tokens (split out literally before pre-tokenization).
  * BOS/EOS come from tokenizer_config.json when given. Encoding never prepends BOS.
+ * A tokenizer.json "normalizer" NFC / NFD / NFKC / NFKD (alone or in a Sequence) is applied
+ * (libutf8proc) to the text between added tokens before it is tokenised: what is encoded is
+ * N(x), not x. Invalid UTF-8 is never rejected: the bytes of an ill-formed sequence pass
+ * through unnormalised, and the valid runs around them are normalised each on its own.
  * Decoding concatenates the raw bytes of the tokens (a token may hold part of a UTF-8
- * character), so decode(encode(x)) == x byte for byte.
+ * character), so decode(encode(x)) == N(x) byte for byte (== x without a normalizer).
  */
 #ifndef MOESCOPE_ENG_TOKENIZER_H
 #define MOESCOPE_ENG_TOKENIZER_H
@@ -53,8 +57,28 @@ int eng_tok_build(eng_tokenizer **out, const eng_tok_spec *spec, const char *wha
  * model's add_dummy_prefix semantics (sentencepiece); ENG_SPM_PREFIX_FIRST = HF tokenizer.json
  * Metaspace semantics. BOS/EOS = the <s> / </s> control pieces. 0 or -1 (+err). */
 int eng_tok_load_spm(eng_tokenizer **out, const char *tokenizer_model, int prefix_mode, char *err, size_t errlen);
-/* The vocabulary embedded in a GGUF file (tokenizer.ggml.model "gpt2" or "llama"). */
+/* The vocabulary embedded in a GGUF file (tokenizer.ggml.model "gpt2" or "llama"). No
+ * normalizer (GGUF has no key for one; llama.cpp does not normalise either). 0; -2 (+err)
+ * when the file has no tokenizer.ggml.model key (no embedded tokenizer); -1 (+err) else. */
 int eng_tok_load_gguf(eng_tokenizer **out, const char *gguf_path, char *err, size_t errlen);
+/* The tokenizer of a model given as `moescope --model` takes it: a folder -> its
+ * tokenizer.json (+ tokenizer_config.json when present); a *.gguf file -> the embedded
+ * vocabulary, or when it has none, tokenizer.json (+ config) in the file's folder.
+ * src (may be NULL) receives where it came from ("x.gguf (embedded)", ".../tokenizer.json").
+ * 0 or -1 (+err). */
+int eng_tok_load_model(eng_tokenizer **out, const char *model, char *src, size_t srclen, char *err, size_t errlen);
+
+/* Unicode normalization forms (HF normalizers NFC, NFD, NFKC, NFKD). */
+enum { ENG_TOK_NORM_NONE = 0, ENG_TOK_NORM_NFC, ENG_TOK_NORM_NFD, ENG_TOK_NORM_NFKC, ENG_TOK_NORM_NFKD };
+/* Sets the form applied before encoding (e.g. NFC for Qwen2's vocab.json + merges.txt, whose
+ * HF tokenizers normalise with NFC). */
+void eng_tok_set_norm(eng_tokenizer *t, int form);
+int eng_tok_norm(const eng_tokenizer *t);          /* ENG_TOK_NORM_* */
+const char *eng_tok_norm_name(int form);           /* "none", "NFC", ... */
+int eng_tok_kind(const eng_tokenizer *t);          /* ENG_TOK_BYTE_BPE or ENG_TOK_SPM */
+/* Normalises len bytes of text as the encoder does (see above); *out is malloc'd and
+ * NUL-terminated, *outlen excludes the NUL. 0, or -1 when out of memory. */
+int eng_tok_normalize(int form, const char *text, size_t len, char **out, size_t *outlen);
 
 int eng_tok_vocab_size(const eng_tokenizer *t);   /* max id + 1 */
 int eng_tok_bos(const eng_tokenizer *t);          /* -1 when none */

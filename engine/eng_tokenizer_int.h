@@ -55,6 +55,7 @@ struct eng_tokenizer {
   eng_smap sym;
   char *sym_arena;
   int byte_tok[256];
+  int norm;                 /* ENG_TOK_NORM_*: applied to the text between added tokens (utf8proc) */
 };
 
 #define TOK_MAX_FILE ((size_t)1 << 30)
@@ -75,6 +76,10 @@ int eng_tki_add_stage(eng_tokenizer *t, const char *pattern, const char *path, c
 int eng_tki_add_merge(eng_tokenizer *t, const eng_smap *map, const char *a, size_t an, const char *b,
                      size_t bn, int rank, const char *path, char *err, size_t errlen);
 int eng_tki_add_added(eng_tokenizer *t, int id, const char *s, size_t n);
+/* The HF "normalizer" node (may be NULL / JSON null) -> *form (ENG_TOK_NORM_*). NFC, NFD, NFKC,
+ * NFKD and Sequences of them; with spm also Prepend("\u2581") and Replace(" " -> "\u2581"),
+ * which the SentencePiece-style loader applies itself. Anything else: -1 (+err). */
+int eng_tki_parse_norm(const cJSON *norm, int spm, int *form, const char *path, char *err, size_t errlen);
 int eng_tki_is_spm_json(const cJSON *j);
 int eng_tki_load_spm_json(eng_tokenizer **out, const cJSON *j, const char *path, const char *config_json, char *err,
                          size_t errlen);

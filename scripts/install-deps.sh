@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # install-deps.sh — installs exactly the Debian packages moescope needs to build and test
-# (SQLite, PCRE2, cairo, cJSON, OpenSSL libcrypto for SHA-256, pkg-config). Idempotent: does nothing when all are present.
+# (SQLite, PCRE2, cairo, cJSON, OpenSSL libcrypto for SHA-256, utf8proc for Unicode
+# normalization, pkg-config). Idempotent: does nothing when all are present.
 set -euo pipefail
-pkgs=(pkg-config libsqlite3-dev libpcre2-dev libcairo2-dev libcjson-dev libssl-dev)
+pkgs=(pkg-config libsqlite3-dev libpcre2-dev libcairo2-dev libcjson-dev libssl-dev libutf8proc-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
