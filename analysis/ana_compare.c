@@ -229,17 +229,36 @@ static void next_token_agreement(ana_db *da, long long ra, ana_db *db, long long
   if (c->n_logit_pos) { c->kl_mean = kl / c->n_logit_pos; c->next_top1 = agree / c->n_logit_pos; }
 }
 
+const char *ana_cost_src_name(int src) { return src == ANA_COST_KERNELS ? "gpu kernels" : "cpu ops"; }
+
+static const char k_kernel_join[] =
+  " FROM CUPTI_ACTIVITY_KIND_KERNEL AS k JOIN kernel_scope AS s"
+  " ON s.correlationId = k.correlationId AND s.globalPid IS k.globalPid WHERE s.run_id = ?";
+
+int ana_run_has_kernels(ana_db *d, long long run) {
+  char sql[256];
+  snprintf(sql, sizeof sql, "SELECT 1%s LIMIT 1", k_kernel_join);
+  sqlite3_stmt *st = prep(d, sql, run, NULL, 0);   /* NULL: a DB without the profiler tables */
+  int has = st && sqlite3_step(st) == SQLITE_ROW;
+  sqlite3_finalize(st);
+  return has;
+}
+
+/* Time per token, total and per layer, from GPU kernels (each kernel has one scope: all
+ * count) or from the ops timers (expert rows nest inside experts: left out). */
 static void cost(ana_db *d, long long run, long long n_tokens, ana_compare *c, int side) {
   double *per_layer = side ? c->layer_ns_b : c->layer_ns_a;
   for (int i = 0; i < c->n_layers; i++) per_layer[i] = NAN;
   double total = NAN;
-  sqlite3_stmt *st = prep(d, "SELECT layer, SUM(end_ns - start_ns) FROM ops WHERE run_id=? AND op != 'expert' GROUP BY layer",
-                          run, NULL, 0);
+  char sql[320];
+  if (c->cost_src == ANA_COST_KERNELS) snprintf(sql, sizeof sql, "SELECT s.layer, SUM(k.end - k.start)%s GROUP BY s.layer", k_kernel_join);
+  else snprintf(sql, sizeof sql, "SELECT layer, SUM(end_ns - start_ns) FROM ops WHERE run_id=? AND op != 'expert' GROUP BY layer");
+  sqlite3_stmt *st = prep(d, sql, run, NULL, 0);
   if (st) {
     while (sqlite3_step(st) == SQLITE_ROW) {
       double ns = sqlite3_column_double(st, 1);
       total = isnan(total) ? ns : total + ns;
-      int li = layer_index(c, sqlite3_column_int(st, 0));
+      int li = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1 : layer_index(c, sqlite3_column_int(st, 0));
       if (li >= 0) per_layer[li] = ns / (double)n_tokens;
     }
     sqlite3_finalize(st);
@@ -249,6 +268,11 @@ static void cost(ana_db *d, long long run, long long n_tokens, ana_compare *c, i
 }
 
 int ana_compare_runs(ana_db *da, long long run_a, ana_db *db, long long run_b, ana_compare *c, char *err, size_t errlen) {
+  return ana_compare_runs_src(da, run_a, db, run_b, ANA_COST_AUTO, c, err, errlen);
+}
+
+int ana_compare_runs_src(ana_db *da, long long run_a, ana_db *db, long long run_b, int cost_src, ana_compare *c,
+                         char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
   if (ana_run_get(da, run_a, &c->run_a, err, errlen) || ana_run_get(db, run_b, &c->run_b, err, errlen)) return -1;
   if (da == db && c->run_a.run_id == c->run_b.run_id) return cerr(err, errlen, "compare: both sides are run %lld", c->run_a.run_id);
@@ -288,6 +312,10 @@ int ana_compare_runs(ana_db *da, long long run_a, ana_db *db, long long run_b, a
   if (!c->has_routing)
     for (int l = 0; l < L; l++) c->jaccard[l] = c->top1[l] = c->wcorr[l] = c->mean_k_a[l] = c->mean_k_b[l] = NAN;
   next_token_agreement(da, c->run_a.run_id, db, c->run_b.run_id, c);
+  c->kern_a = ana_run_has_kernels(da, c->run_a.run_id);
+  c->kern_b = ana_run_has_kernels(db, c->run_b.run_id);
+  c->cost_mixed = c->kern_a != c->kern_b;
+  c->cost_src = cost_src != ANA_COST_OPS && c->kern_a && c->kern_b ? ANA_COST_KERNELS : ANA_COST_OPS;
   cost(da, c->run_a.run_id, c->n_tokens, c, 0);
   cost(db, c->run_b.run_id, c->n_tokens, c, 1);
 out:

@@ -10,7 +10,11 @@
  *           |A∩B|/|A∪B| per token, top-1 agreement (slot 0), Pearson correlation of the
  *           gate weights over the union of experts (0 where not chosen), balance metrics
  *           of both (ana_balance) and the load shift per expert (share B - share A)
- *  cost     engine op time per token and per layer (ops table, ns)
+ *  cost     time per token and per layer (ns): GPU kernel time (CUPTI_ACTIVITY_KIND_KERNEL
+ *           rows joined to the run's kernel_scope rows, every kernel once) when both runs
+ *           have such rows, else the engine's CPU op timers (ops table; nested per-expert
+ *           rows left out). A pair where only one run has kernel rows is "mixed": ops for
+ *           both, cost_mixed set, so that the two numbers stay comparable.
  * Runs may come from different DB files. */
 #ifndef MOESCOPE_ANA_COMPARE_H
 #define MOESCOPE_ANA_COMPARE_H
@@ -38,14 +42,26 @@ typedef struct ana_compare {
   long long dropped_a, dropped_b;
   long long n_logit_pos;   /* sampled positions with logits in both runs (level full) */
   double kl_mean, next_top1; /* mean KL(P_A || P_B) of next-token distributions (nats), argmax agreement; NaN without samples */
-  double ns_per_token_a, ns_per_token_b;                   /* NaN without ops rows */
+  int cost_src;            /* ANA_COST_KERNELS or ANA_COST_OPS: what ns_per_token_* measure */
+  int kern_a, kern_b;      /* the run has GPU kernel rows joined to kernel_scope */
+  int cost_mixed;          /* kern_a != kern_b: fell back to ops */
+  double ns_per_token_a, ns_per_token_b;                   /* NaN without rows of the source */
   double *layer_ns_a, *layer_ns_b;                         /* [n_layers] per token */
 } ana_compare;
+
+enum { ANA_COST_AUTO = -1, ANA_COST_OPS = 1, ANA_COST_KERNELS = 2 };
+const char *ana_cost_src_name(int src);   /* "gpu kernels", "cpu ops" */
+/* 1 when run (>= 0) of d has GPU kernel rows joined to kernel_scope, else 0. */
+int ana_run_has_kernels(ana_db *d, long long run);
 
 /* Compares run_a of da with run_b of db (da may equal db). 0, or -1 + one error line
  * (e.g. "token streams differ at seq 0 pos 17"). Free with ana_compare_free. */
 int ana_compare_runs(ana_db *da, long long run_a, ana_db *db, long long run_b, ana_compare *out,
                      char *err, size_t errlen);
+/* The same with the cost source chosen by the caller: ANA_COST_AUTO (kernels when both runs
+ * have them), ANA_COST_OPS, or ANA_COST_KERNELS (honoured only when both have them; else ops). */
+int ana_compare_runs_src(ana_db *da, long long run_a, ana_db *db, long long run_b, int cost_src, ana_compare *out,
+                         char *err, size_t errlen);
 void ana_compare_free(ana_compare *c);
 
 #endif

@@ -18,7 +18,9 @@ int cli_compare(int argc, char **argv) {
       printf("usage: moescope compare A B [C ...] [--db trace.db] [--json] [-o DIR]\n"
              "A run is a run id (in --db), a trace DB path (its latest run) or PATH:ID. The first run is the\n"
              "baseline. Quality (perplexity per label, dropped tokens), routing agreement (expert-set Jaccard,\n"
-             "top-1 agreement, gate-weight correlation), balance side by side, load shift per expert, cost.\n"
+             "top-1 agreement, gate-weight correlation), balance side by side, load shift per expert, cost per\n"
+             "token: GPU kernel time (kernel_scope) when every run has kernel rows, else CPU op time (the\n"
+             "output names the source, and says 'mixed' when only some runs have kernels).\n"
              "-o DIR writes compare.md, compare.tex (booktabs), compare.csv, quality_vs_balance.{png,svg,pdf}.\n");
       free(specs);
       return CLI_OK;

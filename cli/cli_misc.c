@@ -7,6 +7,7 @@
 #include "engine/eng_tokenizer.h"
 #include "analysis/ana_diag.h"
 #include "reports/rep_commands.h"
+#include "reports/rep_timeline.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -72,14 +73,21 @@ static int db_cmd(int argc, char **argv, const char *C, int is_report) {
   long run = -1;
   int json = 0;
   unsigned docs = REP_DOC_ALL;
+  rep_report_opts ro;
+  rep_report_opts_default(&ro);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (cli_is_help(a)) {
       if (is_report) printf("usage: moescope report TRACE.db -o DIR [--run ID] [--format html,md,tex,pdf]\n"
+                            "                       [--timeline-batches N | FIRST:N | all]\n"
                             "Writes DIR/index.html (self-contained), report.md, report.tex (booktabs, PDF figures),\n"
                             "tables/*.csv and figures (PNG + SVG for html/md, PDF for tex/pdf): load heatmap,\n"
                             "balance per layer, label preference, co-activation, cross-layer transitions, load\n"
-                            "along position, gate-weight distributions, top tokens per expert. Default: all.\n");
+                            "along position, gate-weight distributions, top tokens per expert. Default: all.\n"
+                            "Also gpu_timeline: GPU kernels per (device, stream) coloured by op, layer bands above\n"
+                            "(from the CPU op timers when the trace has no kernels), over a window of whole forward\n"
+                            "batches: --timeline-batches N = the first N (default 4), FIRST:N from batch FIRST, all;\n"
+                            "and the time tables of `export --time` (by layer, op, expert; cost of imbalance).\n");
       else printf("usage: moescope stats TRACE.db [--run ID] [--json | --csv] [--structure]\n"
                   "Balance per layer: CV, MaxVio, normalised entropy, Gini, min/max, dead experts, Jain's\n"
                   "index, capacity overflow (share of slots dropped at capacity factor 1, 1.25, 2 per batch),\n"
@@ -93,6 +101,12 @@ static int db_cmd(int argc, char **argv, const char *C, int is_report) {
       char ferr[256];
       if (!(v = cli_value(argc, argv, &i, C))) return CLI_USAGE;
       if (!(docs = rep_parse_formats(v, ferr, sizeof ferr))) return cli_fail(CLI_USAGE, C, "%s", ferr);
+      continue;
+    }
+    if (!strcmp(a, "--timeline-batches") && is_report) {
+      char terr[256];
+      if (!(v = cli_value(argc, argv, &i, C))) return CLI_USAGE;
+      if (rep_tl_parse_window(v, &ro.tl_first, &ro.tl_batches, terr, sizeof terr)) return cli_fail(CLI_USAGE, C, "%s", terr);
       continue;
     }
     if (!strcmp(a, "--run")) {
@@ -111,7 +125,8 @@ static int db_cmd(int argc, char **argv, const char *C, int is_report) {
   char err[1024] = "";
   if (is_report) {
     if (!out) return cli_fail(CLI_USAGE, C, "missing -o DIR");
-    if (rep_report_cmd_fmt(db, run, out, docs, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
+    ro.docs = docs;
+    if (rep_report_cmd_opts(db, run, out, &ro, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
     fprintf(stderr, "moescope report: wrote %s/%s\n", out, docs & REP_DOC_HTML ? "index.html" : docs & REP_DOC_MD ? "report.md"
             : docs & REP_DOC_TEX ? "report.tex" : "*.pdf");
     return CLI_OK;

@@ -1,77 +1,25 @@
 /* eng_cuda.c — the forward pass on a CUDA GPU (see eng_cuda.h): weight upload (through the
  * small adapter below, the only code here that reads eng_model's weight storage), device
- * buffers, the layer loop issuing krn_cuda_ops.h kernels on one stream, routing records in
- * pinned memory reported after the batch's stream sync, per-op CUDA-event timings, and
- * score / generate loops mirroring eng_session.c. Plain C: no CUDA header is included, so
- * this file builds everywhere and fails cleanly (krn_cuda_ops stubs) without CUDA. */
-#include "engine/eng_cuda.h"
+ * buffers, the layer loop issuing krn_cuda_ops.h kernels on one stream (standard GQA
+ * attention here, DeepSeek MLA in eng_cuda_mla.c; SwiGLU or gpt-oss's clamped SwiGLU with
+ * expert biases), routing records in pinned memory reported after the batch's stream sync,
+ * per-op CUDA-event timings, and this context as an eng_runner so that score / generate are
+ * eng_session.c's loops. Plain C: no CUDA header is included, so this file builds
+ * everywhere and fails cleanly (krn_cuda_ops stubs) without CUDA. */
+#include "engine/eng_cuda_int.h"
 
-#include "engine/eng_util.h"
-#include "kernels/krn_backend.h"
 #include "kernels/krn_cuda.h"
-#include "kernels/krn_cuda_ops.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct cuda_layer {
-  float *attn_norm, *bq, *bk, *bv, *bo, *q_norm, *k_norm, *sinks, *moe_norm;
-  uint16_t *q, *k, *v, *o;
-  float *gate, *gate_bias, *score_bias;   /* router [stride, H] float32 */
-  uint16_t *w13, *w2;                     /* routed experts [E][2I][H], [E][H][I] */
-  uint16_t *s13, *s2;                     /* shared expert or dense MLP [2Is][H], [H][Is] */
-  float *shared_gate;                     /* [H] or NULL */
-  int s_inter;                            /* Is (0 = none) */
-  int moe;                                /* 1 = MoE FFN, 0 = dense MLP in s13/s2 */
-} cuda_layer;
-
-typedef struct ev_label { int layer, op, expert; } ev_label;
-
-struct eng_cuda_ctx {
-  const eng_model *m;
-  eng_policy *policy;
-  prb_probe probe;
-  krn_cuda_ctx *k;
-  char dev_name[256];
-  size_t weight_bytes;
-  int max_ctx, max_batch, n_past;
-  int64_t next_batch_id;
-  int linear_mode, attn_kind;
-  int H, nh, nkv, hd, qd, kvd, E, K, G, stride, half, s_inter_max, inter, gpu_route;
-  float attn_scale;
-  void **allocs;            /* every device allocation (freed together) */
-  int n_allocs, cap_allocs;
-  uint16_t *embed, *lm_head;
-  float *final_norm;
-  cuda_layer *L;
-  float *kc, *vc;           /* [layers][max_ctx][kvd] */
-  /* device scratch */
-  float *x, *h, *q, *att, *tmp, *rlogits, *probs, *weights, *rscratch, *xin, *gu, *act, *yout, *sgate, *logits,
-      *cs, *sn;
-  int *ids, *experts, *counts, *offsets, *row_tok, *row_exp, *slot_row, *argmax;
-  /* host */
-  double *inv_freq;
-  int *seq_ids, *abs_pos, *moe_slot, n_moe;
-  float *h_rlogits;         /* CPU-policy path: router logits of one layer [B, stride] */
-  const int *cur_ids;       /* host token ids of the running batch (token-aware CPU policies) */
-  /* pinned */
-  int *p_ids, *p_experts, *p_dropped, *p_argmax;
-  float *p_cs, *p_sn, *p_weights, *p_probs, *p_logits;
-  /* timing */
-  void **ev;
-  ev_label *evl;
-  int n_ev, ev_used, timed;
-  uint64_t t_host0;
-};
-
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
-static int cuda_err(char *err, size_t errlen, const char *what) {
+int eng_cuda_err(char *err, size_t errlen, const char *what) {
   return eng_errf(err, errlen, "cuda: %s: %s", what, krn_cuda_last_error());
 }
-#define CK(expr, what) do { if ((expr) != 0) return cuda_err(err, errlen, what); } while (0)
 
 int eng_cuda_available(char *err, size_t errlen) {
   if (!krn_cuda_built()) {
@@ -112,6 +60,8 @@ static int up_mat_into(eng_cuda_ctx *c, uint16_t *dst, const krn_w *w, int rows,
   if (!w->data) return eng_errf(err, errlen, "cuda upload: %s is missing", what);
   if (w->rows != rows || w->cols != cols)
     return eng_errf(err, errlen, "cuda upload: %s is [%d,%d], expected [%d,%d]", what, w->rows, w->cols, rows, cols);
+  if (krn_dtype_row_bytes(w->dtype, cols) == 0)
+    return eng_errf(err, errlen, "cuda upload: %s has a stored dtype (%d) the GPU upload cannot read", what, w->dtype);
   size_t rb = (size_t)cols * 2;
   int per = (int)(UP_CHUNK_BYTES / rb) > 0 ? (int)(UP_CHUNK_BYTES / rb) : 1;
   uint16_t *stage = malloc(rb * (size_t)per);
@@ -130,17 +80,17 @@ static int up_mat_into(eng_cuda_ctx *c, uint16_t *dst, const krn_w *w, int rows,
       }
     }
     if (krn_cuda_h2d(c->k, dst + (size_t)r0 * cols, stage, rb * (size_t)nr) || krn_cuda_sync(c->k))
-      rc = cuda_err(err, errlen, what);
+      rc = eng_cuda_err(err, errlen, what);
   }
   free(stage);
   free(row);
   return rc;
 }
 
-static int up_mat(eng_cuda_ctx *c, uint16_t **dst, const krn_w *w, int rows, int cols, const char *what, char *err,
-                  size_t errlen) {
+int eng_cuda_up_mat(eng_cuda_ctx *c, uint16_t **dst, const krn_w *w, int rows, int cols, const char *what, char *err,
+                    size_t errlen) {
   *dst = dalloc(c, (size_t)rows * cols * 2);
-  if (!*dst) return cuda_err(err, errlen, what);
+  if (!*dst) return eng_cuda_err(err, errlen, what);
   c->weight_bytes += (size_t)rows * cols * 2;
   return up_mat_into(c, *dst, w, rows, cols, what, err, errlen);
 }
@@ -157,40 +107,114 @@ static int up_mat_f32(eng_cuda_ctx *c, float **dst, const krn_w *w, int rows, in
   *dst = dalloc(c, sizeof(float) * (size_t)rows * cols);
   int rc = 0;
   if (!*dst || krn_cuda_h2d(c->k, *dst, hbuf, sizeof(float) * (size_t)rows * cols) || krn_cuda_sync(c->k))
-    rc = cuda_err(err, errlen, what);
+    rc = eng_cuda_err(err, errlen, what);
   else c->weight_bytes += sizeof(float) * (size_t)rows * cols;
   free(hbuf);
   return rc;
 }
 
 /* float32 vector; NULL stays NULL. */
-static int up_vec(eng_cuda_ctx *c, float **dst, const float *src, size_t n, const char *what, char *err, size_t errlen) {
+int eng_cuda_up_vec(eng_cuda_ctx *c, float **dst, const float *src, size_t n, const char *what, char *err, size_t errlen) {
   *dst = NULL;
   if (!src) return 0;
   *dst = dalloc(c, sizeof(float) * n);
-  if (!*dst || krn_cuda_h2d(c->k, *dst, src, sizeof(float) * n) || krn_cuda_sync(c->k)) return cuda_err(err, errlen, what);
+  if (!*dst || krn_cuda_h2d(c->k, *dst, src, sizeof(float) * n) || krn_cuda_sync(c->k)) return eng_cuda_err(err, errlen, what);
   c->weight_bytes += sizeof(float) * n;
   return 0;
 }
 
-/* A SwiGLU FFN (w1, w3 [I,H]; w2 [H,I]) as w13 [2I,H] (gate rows then up rows) and w2. */
-static int up_ffn(eng_cuda_ctx *c, uint16_t *w13, uint16_t *w2, const eng_expert *x, int I, const char *what,
-                  char *err, size_t errlen) {
+/* Host float32 values into existing device memory (n floats; NULL src = zeros). */
+static int up_f32_into(eng_cuda_ctx *c, float *dst, const float *src, size_t n, const char *what, char *err,
+                       size_t errlen) {
+  if (src) {
+    if (krn_cuda_h2d(c->k, dst, src, sizeof(float) * n) || krn_cuda_sync(c->k)) return eng_cuda_err(err, errlen, what);
+  } else if (krn_cuda_memset(c->k, dst, 0, sizeof(float) * n) || krn_cuda_sync(c->k)) {
+    return eng_cuda_err(err, errlen, what);
+  }
+  return 0;
+}
+
+/* Whether an FFN uses gpt-oss's clamped activation: exactly eng_moe.c's ffn() rule. */
+static int ffn_oai(const eng_config *g, const eng_expert *x) { return g->expert_act == ENG_ACT_SWIGLU_OAI && x->b1; }
+static int ffn_has_bias(const eng_expert *x) { return x->b1 || x->b3 || x->b2; }
+
+/* A SwiGLU FFN (w1, w3 [I,H]; w2 [H,I]; biases b1, b3 [I], b2 [H]) as w13 [2I,H] (gate rows
+ * then up rows) and w2, and when b13 is given its biases as b13 [2I] and b2 [H] (absent
+ * biases as zeros: the CPU adds nothing). */
+static int up_ffn(eng_cuda_ctx *c, uint16_t *w13, uint16_t *w2, float *b13, float *b2, const eng_expert *x, int I,
+                  const char *what, char *err, size_t errlen) {
   int H = c->H;
-  if (x->b1 || x->b3 || x->b2) return eng_errf(err, errlen, "cuda: %s has biases (gpt-oss experts are not supported on CUDA)", what);
+  if (!b13 && ffn_has_bias(x)) return eng_errf(err, errlen, "cuda upload: %s: unexpected biases", what);
   if (up_mat_into(c, w13, &x->w1, I, H, what, err, errlen)) return -1;
   if (up_mat_into(c, w13 + (size_t)I * H, &x->w3, I, H, what, err, errlen)) return -1;
-  return up_mat_into(c, w2, &x->w2, H, I, what, err, errlen);
+  if (up_mat_into(c, w2, &x->w2, H, I, what, err, errlen)) return -1;
+  if (b13 && (up_f32_into(c, b13, x->b1, (size_t)I, what, err, errlen) ||
+              up_f32_into(c, b13 + I, x->b3, (size_t)I, what, err, errlen) ||
+              up_f32_into(c, b2, x->b2, (size_t)H, what, err, errlen)))
+    return -1;
+  return 0;
+}
+
+/* One FFN (shared expert or dense MLP) into f: weights, biases when present, activation. */
+static int up_ffn1(eng_cuda_ctx *c, cuda_ffn *f, const eng_expert *x, int I, const char *what, char *err, size_t errlen) {
+  size_t H = (size_t)c->H;
+  f->w13 = dalloc(c, (size_t)2 * I * H * 2);
+  f->w2 = dalloc(c, H * I * 2);
+  if (!f->w13 || !f->w2) return eng_cuda_err(err, errlen, what);
+  c->weight_bytes += (size_t)3 * I * H * 2;
+  if (ffn_has_bias(x)) {
+    f->b13 = dalloc(c, sizeof(float) * 2 * (size_t)I);
+    f->b2 = dalloc(c, sizeof(float) * H);
+    if (!f->b13 || !f->b2) return eng_cuda_err(err, errlen, what);
+    c->weight_bytes += sizeof(float) * (2 * (size_t)I + H);
+  }
+  f->inter = I;
+  f->oai = ffn_oai(&c->m->cfg, x);
+  return up_ffn(c, f->w13, f->w2, f->b13, f->b2, x, I, what, err, errlen);
+}
+
+/* Routed experts of a MoE layer: E FFNs of width I, one activation for all (refused when
+ * the experts disagree, which the CPU would allow per expert). */
+static int up_experts(eng_cuda_ctx *c, cuda_ffn *f, const eng_expert *xs, int E, int I, int l, char *err,
+                      size_t errlen) {
+  size_t H = (size_t)c->H, s13 = (size_t)2 * I * H, s2 = H * I;
+  const eng_config *g = &c->m->cfg;
+  int bias = 0;
+  for (int e = 0; e < E; e++) {
+    bias |= ffn_has_bias(&xs[e]);
+    if (ffn_oai(g, &xs[e]) != ffn_oai(g, &xs[0]))
+      return eng_errf(err, errlen, "cuda: layer %d: experts mix activations (some without gate biases)", l);
+  }
+  f->inter = I;
+  f->oai = ffn_oai(g, &xs[0]);
+  f->w13 = dalloc(c, s13 * 2 * (size_t)E);
+  f->w2 = dalloc(c, s2 * 2 * (size_t)E);
+  if (!f->w13 || !f->w2) return eng_cuda_err(err, errlen, "experts");
+  c->weight_bytes += (s13 + s2) * 2 * (size_t)E;
+  if (bias) {
+    f->b13 = dalloc(c, sizeof(float) * 2 * (size_t)I * E);
+    f->b2 = dalloc(c, sizeof(float) * H * E);
+    if (!f->b13 || !f->b2) return eng_cuda_err(err, errlen, "expert biases");
+    c->weight_bytes += sizeof(float) * (2 * (size_t)I + H) * E;
+  }
+  for (int e = 0; e < E; e++) {
+    char what[96];
+    snprintf(what, sizeof what, "layer %d expert %d", l, e);
+    if (up_ffn(c, f->w13 + s13 * e, f->w2 + s2 * e, bias ? f->b13 + (size_t)2 * I * e : NULL,
+               bias ? f->b2 + H * e : NULL, &xs[e], I, what, err, errlen))
+      return -1;
+  }
+  return 0;
 }
 
 static int upload_model(eng_cuda_ctx *c, char *err, size_t errlen) {
   const eng_model *M = c->m;
   const eng_config *g = &M->cfg;
   int H = c->H, E = c->E, V = g->vocab;
-  if (up_mat(c, &c->embed, &M->embed, V, H, "embed_tokens", err, errlen)) return -1;
-  if (M->lm_head.data) { if (up_mat(c, &c->lm_head, &M->lm_head, V, H, "lm_head", err, errlen)) return -1; }
+  if (eng_cuda_up_mat(c, &c->embed, &M->embed, V, H, "embed_tokens", err, errlen)) return -1;
+  if (M->lm_head.data) { if (eng_cuda_up_mat(c, &c->lm_head, &M->lm_head, V, H, "lm_head", err, errlen)) return -1; }
   else c->lm_head = c->embed;
-  if (up_vec(c, &c->final_norm, M->final_norm, (size_t)H, "norm", err, errlen)) return -1;
+  if (eng_cuda_up_vec(c, &c->final_norm, M->final_norm, (size_t)H, "norm", err, errlen)) return -1;
   c->L = calloc((size_t)g->n_layers, sizeof(cuda_layer));
   if (!c->L) return eng_errf(err, errlen, "out of memory");
   for (int l = 0; l < g->n_layers; l++) {
@@ -198,60 +222,47 @@ static int upload_model(eng_cuda_ctx *c, char *err, size_t errlen) {
     cuda_layer *d = &c->L[l];
     char what[96];
     snprintf(what, sizeof what, "layer %d attention", l);
-    if (up_vec(c, &d->attn_norm, ly->attn_norm, (size_t)H, what, err, errlen) ||
-        up_mat(c, &d->q, &ly->q, c->qd, H, what, err, errlen) || up_mat(c, &d->k, &ly->k, c->kvd, H, what, err, errlen) ||
-        up_mat(c, &d->v, &ly->v, c->kvd, H, what, err, errlen) || up_mat(c, &d->o, &ly->o, H, c->qd, what, err, errlen) ||
-        up_vec(c, &d->bq, ly->bq, (size_t)c->qd, what, err, errlen) ||
-        up_vec(c, &d->bk, ly->bk, (size_t)c->kvd, what, err, errlen) ||
-        up_vec(c, &d->bv, ly->bv, (size_t)c->kvd, what, err, errlen) ||
-        up_vec(c, &d->bo, ly->bo, (size_t)H, what, err, errlen) ||
-        up_vec(c, &d->sinks, ly->sinks, (size_t)c->nh, what, err, errlen) ||
-        up_vec(c, &d->moe_norm, ly->moe_norm, (size_t)H, what, err, errlen))
+    if (eng_cuda_up_vec(c, &d->attn_norm, ly->attn_norm, (size_t)H, what, err, errlen) ||
+        eng_cuda_up_vec(c, &d->moe_norm, ly->moe_norm, (size_t)H, what, err, errlen))
       return -1;
-    if (g->qk_norm == ENG_QKNORM_HEAD) {
-      if (up_vec(c, &d->q_norm, ly->q_norm, (size_t)c->hd, what, err, errlen) ||
-          up_vec(c, &d->k_norm, ly->k_norm, (size_t)c->hd, what, err, errlen)) return -1;
-    } else if (g->qk_norm == ENG_QKNORM_FULL) {
-      if (up_vec(c, &d->q_norm, ly->q_norm, (size_t)c->qd, what, err, errlen) ||
-          up_vec(c, &d->k_norm, ly->k_norm, (size_t)c->kvd, what, err, errlen)) return -1;
+    if (g->mla) {
+      if (eng_cuda_mla_upload(c, l, err, errlen)) return -1;
+    } else {
+      if (eng_cuda_up_mat(c, &d->q, &ly->q, c->qd, H, what, err, errlen) ||
+          eng_cuda_up_mat(c, &d->k, &ly->k, c->kvd, H, what, err, errlen) ||
+          eng_cuda_up_mat(c, &d->v, &ly->v, c->kvd, H, what, err, errlen) ||
+          eng_cuda_up_mat(c, &d->o, &ly->o, H, c->qd, what, err, errlen) ||
+          eng_cuda_up_vec(c, &d->bq, ly->bq, (size_t)c->qd, what, err, errlen) ||
+          eng_cuda_up_vec(c, &d->bk, ly->bk, (size_t)c->kvd, what, err, errlen) ||
+          eng_cuda_up_vec(c, &d->bv, ly->bv, (size_t)c->kvd, what, err, errlen) ||
+          eng_cuda_up_vec(c, &d->bo, ly->bo, (size_t)H, what, err, errlen) ||
+          eng_cuda_up_vec(c, &d->sinks, ly->sinks, (size_t)c->nh, what, err, errlen))
+        return -1;
+      if (g->qk_norm == ENG_QKNORM_HEAD) {
+        if (eng_cuda_up_vec(c, &d->q_norm, ly->q_norm, (size_t)c->hd, what, err, errlen) ||
+            eng_cuda_up_vec(c, &d->k_norm, ly->k_norm, (size_t)c->hd, what, err, errlen)) return -1;
+      } else if (g->qk_norm == ENG_QKNORM_FULL) {
+        if (eng_cuda_up_vec(c, &d->q_norm, ly->q_norm, (size_t)c->qd, what, err, errlen) ||
+            eng_cuda_up_vec(c, &d->k_norm, ly->k_norm, (size_t)c->kvd, what, err, errlen)) return -1;
+      }
     }
     d->moe = g->moe_layer[l] != 0;
     if (d->moe) {
-      int I = g->intermediate;
       snprintf(what, sizeof what, "layer %d router", l);
       if (up_mat_f32(c, &d->gate, &ly->gate, c->stride, H, what, err, errlen) ||
-          up_vec(c, &d->gate_bias, ly->gate_bias, (size_t)E, what, err, errlen) ||
-          up_vec(c, &d->score_bias, ly->score_bias, (size_t)E, what, err, errlen))
+          eng_cuda_up_vec(c, &d->gate_bias, ly->gate_bias, (size_t)E, what, err, errlen) ||
+          eng_cuda_up_vec(c, &d->score_bias, ly->score_bias, (size_t)E, what, err, errlen))
         return -1;
-      size_t s13 = (size_t)2 * I * H, s2 = (size_t)H * I;
-      d->w13 = dalloc(c, s13 * 2 * (size_t)E);
-      d->w2 = dalloc(c, s2 * 2 * (size_t)E);
-      if (!d->w13 || !d->w2) return cuda_err(err, errlen, "experts");
-      c->weight_bytes += (s13 + s2) * 2 * (size_t)E;
-      for (int e = 0; e < E; e++) {
-        snprintf(what, sizeof what, "layer %d expert %d", l, e);
-        if (up_ffn(c, d->w13 + s13 * e, d->w2 + s2 * e, &ly->experts[e], I, what, err, errlen)) return -1;
-      }
+      if (up_experts(c, &d->ex, ly->experts, E, g->intermediate, l, err, errlen)) return -1;
       if (ly->shared.w1.data) {
-        int Is = g->shared_intermediate;
         snprintf(what, sizeof what, "layer %d shared expert", l);
-        d->s13 = dalloc(c, (size_t)2 * Is * H * 2);
-        d->s2 = dalloc(c, (size_t)H * Is * 2);
-        if (!d->s13 || !d->s2) return cuda_err(err, errlen, what);
-        c->weight_bytes += (size_t)3 * Is * H * 2;
-        if (up_ffn(c, d->s13, d->s2, &ly->shared, Is, what, err, errlen)) return -1;
-        d->s_inter = Is;
-        if (up_vec(c, &d->shared_gate, ly->shared_gate, (size_t)H, what, err, errlen)) return -1;
+        if (up_ffn1(c, &d->sh, &ly->shared, g->shared_intermediate, what, err, errlen) ||
+            eng_cuda_up_vec(c, &d->shared_gate, ly->shared_gate, (size_t)H, what, err, errlen))
+          return -1;
       }
     } else {
-      int Id = g->dense_intermediate;
       snprintf(what, sizeof what, "layer %d mlp", l);
-      d->s13 = dalloc(c, (size_t)2 * Id * H * 2);
-      d->s2 = dalloc(c, (size_t)H * Id * 2);
-      if (!d->s13 || !d->s2) return cuda_err(err, errlen, what);
-      c->weight_bytes += (size_t)3 * Id * H * 2;
-      if (up_ffn(c, d->s13, d->s2, &ly->dense, Id, what, err, errlen)) return -1;
-      d->s_inter = Id;
+      if (up_ffn1(c, &d->sh, &ly->dense, g->dense_intermediate, what, err, errlen)) return -1;
     }
   }
   return 0;
@@ -298,13 +309,15 @@ void eng_cuda_ctx_free(eng_cuda_ctx *c) {
 }
 
 static int supported(const eng_config *g, char *err, size_t errlen) {
-  if (g->mla) return eng_errf(err, errlen, "cuda: DeepSeek MLA attention is not implemented on the GPU yet (use --device cpu)");
-  if (g->family == ENG_FAM_GPT_OSS || g->expert_act != ENG_ACT_SWIGLU || g->expert_bias)
-    return eng_errf(err, errlen, "cuda: gpt-oss experts (clamped SwiGLU with biases) are not implemented on the GPU yet (use --device cpu)");
-  if (g->head_dim > KRN_CUDA_MAX_HEAD_DIM || g->v_head_dim != g->head_dim)
-    return eng_errf(err, errlen, "cuda: head dim %d unsupported (at most %d, equal q/v dims)", g->head_dim, KRN_CUDA_MAX_HEAD_DIM);
+  int vd = g->mla ? g->v_head_dim : g->head_dim;
+  if (g->head_dim > KRN_CUDA_MAX_HEAD_DIM || vd > KRN_CUDA_MAX_HEAD_DIM || vd <= 0)
+    return eng_errf(err, errlen, "cuda: head dims %d/%d unsupported (at most %d)", g->head_dim, vd, KRN_CUDA_MAX_HEAD_DIM);
+  if (!g->mla && g->v_head_dim != g->head_dim)
+    return eng_errf(err, errlen, "cuda: v head dim %d != head dim %d outside MLA", g->v_head_dim, g->head_dim);
   if (g->rope_dim < 2 || g->rope_dim > g->head_dim || g->rope_dim % 2)
     return eng_errf(err, errlen, "cuda: rope dim %d unsupported", g->rope_dim);
+  if (g->expert_act != ENG_ACT_SWIGLU && g->expert_act != ENG_ACT_SWIGLU_OAI)
+    return eng_errf(err, errlen, "cuda: expert activation %d is not implemented on the GPU (use --device cpu)", g->expert_act);
   return 0;
 }
 
@@ -326,6 +339,12 @@ int eng_cuda_ctx_init(eng_cuda_ctx **out, const eng_model *m, eng_policy *policy
   c->max_ctx = max_ctx; c->max_batch = max_batch;
   c->H = g->hidden; c->nh = g->n_heads; c->nkv = g->n_kv_heads; c->hd = g->head_dim;
   c->qd = c->nh * c->hd; c->kvd = c->nkv * c->hd;
+  c->kdim = c->vdim = c->kvd;
+  c->ad = c->qd;
+  if (g->mla) {   /* cache rows hold every head's decompressed key [k_nope | k_pe] and value */
+    c->kdim = c->qd;
+    c->vdim = c->ad = c->nh * g->v_head_dim;
+  }
   c->E = g->n_experts > 0 ? g->n_experts : 1;
   c->K = eng_policy_kmax(policy);
   if (c->K < 1) c->K = 1;
@@ -343,17 +362,27 @@ int eng_cuda_ctx_init(eng_cuda_ctx **out, const eng_model *m, eng_policy *policy
                   rk == ENG_ROUTER_TOPK_SOFTMAX);
   if (getenv("MOESCOPE_CUDA_CPU_ROUTER")) c->gpu_route = 0;   /* test knob */
   size_t B = (size_t)max_batch, H = (size_t)c->H, BK = B * (size_t)c->K, Iw = zmax((size_t)c->inter, (size_t)c->s_inter_max);
-  size_t scratch = B * zmax(zmax(H, (size_t)c->qd), (size_t)c->s_inter_max);
-  if (krn_cuda_ctx_create(&c->k, 0, scratch)) { cuda_err(err, errlen, "context"); eng_cuda_ctx_free(c); return -1; }
+  size_t scratch = B * zmax(zmax(zmax(H, (size_t)c->qd), (size_t)c->ad), (size_t)c->s_inter_max);
+  size_t mla_a = 1, mla_b = 1, mla_c = 1;
+  if (g->mla) {
+    mla_a = zmax((size_t)g->q_lora_rank, (size_t)(g->kv_lora_rank + g->qk_rope_dim));
+    mla_b = (size_t)g->kv_lora_rank;
+    mla_c = (size_t)c->nh * (g->qk_nope_dim + g->v_head_dim);
+    scratch = zmax(scratch, B * zmax((size_t)g->q_lora_rank, (size_t)g->kv_lora_rank));
+  }
+  if (krn_cuda_ctx_create(&c->k, 0, scratch)) { eng_cuda_err(err, errlen, "context"); eng_cuda_ctx_free(c); return -1; }
   krn_cuda_device_info(0, c->dev_name, sizeof c->dev_name, NULL, NULL);
   if (upload_model(c, err, errlen)) { eng_cuda_ctx_free(c); return -1; }
-  size_t kv = (size_t)g->n_layers * max_ctx * c->kvd;
-  c->kc = dalloc(c, kv * 4);
-  c->vc = dalloc(c, kv * 4);
+  size_t rows_kv = (size_t)g->n_layers * max_ctx;
+  c->kc = dalloc(c, rows_kv * c->kdim * 4);
+  c->vc = dalloc(c, rows_kv * c->vdim * 4);
+  c->mla_a = dalloc(c, B * mla_a * 4);
+  c->mla_b = dalloc(c, B * mla_b * 4);
+  c->mla_c = dalloc(c, B * mla_c * 4);
   c->x = dalloc(c, B * H * 4);
   c->h = dalloc(c, B * H * 4);
   c->q = dalloc(c, B * c->qd * 4);
-  c->att = dalloc(c, B * c->qd * 4);
+  c->att = dalloc(c, B * zmax((size_t)c->qd, (size_t)c->ad) * 4);
   c->tmp = dalloc(c, B * zmax(H, (size_t)c->qd) * 4);
   c->rlogits = dalloc(c, B * c->stride * 4);
   c->probs = dalloc(c, B * c->E * 4);
@@ -375,10 +404,10 @@ int eng_cuda_ctx_init(eng_cuda_ctx **out, const eng_model *m, eng_policy *policy
   c->row_exp = dalloc(c, BK * 4);
   c->slot_row = dalloc(c, BK * 4);
   c->argmax = dalloc(c, B * 4);
-  if (!c->kc || !c->vc || !c->x || !c->h || !c->q || !c->att || !c->tmp || !c->rlogits || !c->probs || !c->weights ||
+  if (!c->kc || !c->vc || !c->mla_a || !c->mla_b || !c->mla_c || !c->x || !c->h || !c->q || !c->att || !c->tmp || !c->rlogits || !c->probs || !c->weights ||
       !c->rscratch || !c->xin || !c->gu || !c->act || !c->yout || !c->sgate || !c->logits || !c->cs || !c->sn ||
       !c->ids || !c->experts || !c->counts || !c->offsets || !c->row_tok || !c->row_exp || !c->slot_row || !c->argmax) {
-    cuda_err(err, errlen, "device buffers");
+    eng_cuda_err(err, errlen, "device buffers");
     eng_cuda_ctx_free(c);
     return -1;
   }
@@ -401,7 +430,7 @@ int eng_cuda_ctx_init(eng_cuda_ctx **out, const eng_model *m, eng_policy *policy
       krn_cuda_host_alloc((void **)&c->p_dropped, nm * (size_t)c->E * 4) ||
       krn_cuda_host_alloc((void **)&c->p_probs, nm * B * (size_t)c->E * 4) ||
       krn_cuda_host_alloc((void **)&c->p_logits, nm * B * (size_t)c->E * 4)) {
-    cuda_err(err, errlen, "pinned buffers");
+    eng_cuda_err(err, errlen, "pinned buffers");
     eng_cuda_ctx_free(c);
     return -1;
   }
@@ -417,7 +446,7 @@ int eng_cuda_ctx_init(eng_cuda_ctx **out, const eng_model *m, eng_policy *policy
   for (int i = 0; i < c->n_ev; i++)
     if (krn_cuda_event_create(&c->ev[i])) {
       c->n_ev = i;
-      cuda_err(err, errlen, "events");
+      eng_cuda_err(err, errlen, "events");
       eng_cuda_ctx_free(c);
       return -1;
     }
@@ -435,17 +464,15 @@ void eng_cuda_set_modes(eng_cuda_ctx *c, int linear_mode, int attn_kind) { c->li
 /* ---- op timing and scopes --------------------------------------------------------------------
  * Event 0 marks the batch start; every op end records the next event, so op i spans events
  * i-1..i on the GPU. Times are placed on the host clock at the batch start (t_host0). */
-static void op_begin(eng_cuda_ctx *c, int64_t bid, int l, int op) {
+void eng_cuda_op_begin(eng_cuda_ctx *c, int64_t bid, int l, int op) {
   if (c->probe.scope_begin) c->probe.scope_begin(c->probe.scope_ctx, PRB_SCOPE_OP, bid, l, op, -1);
 }
-static int op_end(eng_cuda_ctx *c, int64_t bid, int l, int op) {
+int eng_cuda_op_end(eng_cuda_ctx *c, int64_t bid, int l, int op) {
   if (c->probe.scope_end) c->probe.scope_end(c->probe.scope_ctx, PRB_SCOPE_OP, bid, l, op, -1);
   if (!c->timed || c->ev_used >= c->n_ev) return 0;
   c->evl[c->ev_used] = (ev_label){l, op, -1};
   return krn_cuda_event_record(c->k, c->ev[c->ev_used++]);
 }
-#define OPB(L_, OP_) op_begin(c, bid, (L_), (OP_))
-#define OPE(L_, OP_) CK(op_end(c, bid, (L_), (OP_)), prb_op_name(OP_))
 
 static void report_ops(eng_cuda_ctx *c, int64_t bid) {
   if (!c->timed || c->ev_used < 2 || !c->probe.op) return;
@@ -469,6 +496,7 @@ static int attn_layer(eng_cuda_ctx *c, int l, int n, int start, int64_t bid, cha
   OPB(l, PRB_OP_ATTN_NORM);
   CK(krn_cuda_rmsnorm(c->k, c->h, c->x, d->attn_norm, n, H, g->rms_eps), "attn_norm");
   OPE(l, PRB_OP_ATTN_NORM);
+  if (g->mla) return eng_cuda_mla_attn(c, l, n, start, bid, err, errlen);
   OPB(l, PRB_OP_QKV);
   CK(krn_cuda_linear(c->k, c->q, c->h, d->q, d->bq, n, H, qd, lm), "q_proj");
   CK(krn_cuda_linear(c->k, kn, c->h, d->k, d->bk, n, H, kvd, lm), "k_proj");
@@ -502,12 +530,15 @@ static int attn_layer(eng_cuda_ctx *c, int l, int n, int start, int64_t bid, cha
   return 0;
 }
 
-/* Dense SwiGLU FFN of n rows of `in` (device) into out: w13 -> swiglu -> w2. */
-static int dense_ffn(eng_cuda_ctx *c, const uint16_t *w13, const uint16_t *w2, int I, const float *in, float *out, int n,
-                     char *err, size_t errlen) {
-  CK(krn_cuda_linear(c->k, c->gu, in, w13, NULL, n, c->H, 2 * I, c->linear_mode), "ffn gate_up");
-  CK(krn_cuda_swiglu(c->k, c->act, c->gu, n, NULL, I), "ffn swiglu");
-  CK(krn_cuda_linear(c->k, out, c->act, w2, NULL, n, I, c->H, c->linear_mode), "ffn down");
+/* One FFN (eng_moe.c ffn) of n rows of `in` (device) into out: w13 (+b13) -> SwiGLU or the
+ * clamped gpt-oss variant -> w2 (+b2). */
+static int dense_ffn(eng_cuda_ctx *c, const cuda_ffn *f, const float *in, float *out, int n, char *err, size_t errlen) {
+  const eng_config *g = &c->m->cfg;
+  int I = f->inter;
+  CK(krn_cuda_linear(c->k, c->gu, in, f->w13, f->b13, n, c->H, 2 * I, c->linear_mode), "ffn gate_up");
+  if (f->oai) CK(krn_cuda_swiglu_oai(c->k, c->act, c->gu, n, NULL, I, g->act_alpha, g->act_limit), "ffn swiglu_oai");
+  else CK(krn_cuda_swiglu(c->k, c->act, c->gu, n, NULL, I), "ffn swiglu");
+  CK(krn_cuda_linear(c->k, out, c->act, f->w2, f->b2, n, I, c->H, c->linear_mode), "ffn down");
   return 0;
 }
 
@@ -550,25 +581,27 @@ static int moe_layer(eng_cuda_ctx *c, int l, int n, int64_t bid, char *err, size
   }
   OPE(l, PRB_OP_ROUTER);
   OPB(l, PRB_OP_EXPERTS);
-  int rows = n * K, I = c->inter;
+  int rows = n * K, I = d->ex.inter;
   CK(krn_cuda_moe_permute(c->k, c->experts, n, K, E, c->counts, c->offsets, c->row_tok, c->row_exp, c->slot_row), "permute");
   CK(krn_cuda_gather_rows(c->k, c->xin, c->h, c->row_tok, c->offsets + E, rows, H), "gather");
   int mode = n <= KRN_CUDA_GEMV_MAX_ROWS ? KRN_LIN_GEMV : KRN_LIN_TILED;
-  CK(krn_cuda_grouped_linear(c->k, c->gu, c->xin, d->w13, (size_t)2 * I * H, NULL, c->offsets, c->row_exp, E, rows, H,
-                             2 * I, mode), "experts gate_up");
-  CK(krn_cuda_swiglu(c->k, c->act, c->gu, rows, c->offsets + E, I), "experts swiglu");
-  CK(krn_cuda_grouped_linear(c->k, c->yout, c->act, d->w2, (size_t)H * I, NULL, c->offsets, c->row_exp, E, rows, I, H,
-                             mode), "experts down");
+  CK(krn_cuda_grouped_linear(c->k, c->gu, c->xin, d->ex.w13, (size_t)2 * I * H, d->ex.b13, c->offsets, c->row_exp, E,
+                             rows, H, 2 * I, mode), "experts gate_up");
+  if (d->ex.oai)
+    CK(krn_cuda_swiglu_oai(c->k, c->act, c->gu, rows, c->offsets + E, I, g->act_alpha, g->act_limit), "experts swiglu_oai");
+  else
+    CK(krn_cuda_swiglu(c->k, c->act, c->gu, rows, c->offsets + E, I), "experts swiglu");
+  CK(krn_cuda_grouped_linear(c->k, c->yout, c->act, d->ex.w2, (size_t)H * I, d->ex.b2, c->offsets, c->row_exp, E, rows,
+                             I, H, mode), "experts down");
   CK(krn_cuda_moe_combine(c->k, c->x, c->yout, c->slot_row, c->weights, n, K, H), "combine");
   OPE(l, PRB_OP_EXPERTS);
-  if (d->s13) {
+  if (d->sh.w13) {
     OPB(l, PRB_OP_SHARED_EXPERT);
-    if (dense_ffn(c, d->s13, d->s2, d->s_inter, c->h, c->yout, n, err, errlen)) return -1;
+    if (dense_ffn(c, &d->sh, c->h, c->yout, n, err, errlen)) return -1;
     if (d->shared_gate) CK(krn_cuda_rowdot_sigmoid(c->k, c->sgate, c->h, d->shared_gate, n, H), "shared gate");
     CK(krn_cuda_add_rows(c->k, c->x, c->yout, d->shared_gate ? c->sgate : NULL, n, H), "shared add");
     OPE(l, PRB_OP_SHARED_EXPERT);
   }
-  (void)g;
   return 0;
 }
 
@@ -580,14 +613,13 @@ static int ffn_layer(eng_cuda_ctx *c, int l, int n, int64_t bid, char *err, size
   OPE(l, PRB_OP_MOE_NORM);
   if (d->moe) return moe_layer(c, l, n, bid, err, errlen);
   OPB(l, PRB_OP_EXPERTS);
-  if (dense_ffn(c, d->s13, d->s2, d->s_inter, c->h, c->yout, n, err, errlen)) return -1;
+  if (dense_ffn(c, &d->sh, c->h, c->yout, n, err, errlen)) return -1;
   CK(krn_cuda_add_rows(c->k, c->x, c->yout, NULL, n, c->H), "mlp residual");
   OPE(l, PRB_OP_EXPERTS);
   return 0;
 }
 
-/* want: ENG_LOGITS_* or WANT_ARGMAX (greedy next token of the last position into *next). */
-enum { WANT_ARGMAX = 100 };
+/* want: ENG_LOGITS_* or ENG_WANT_ARGMAX (greedy next token of the last position into *next). */
 
 static int64_t forward_impl(eng_cuda_ctx *c, const int *ids, int n, int want, float *logits, int *next, int seq_id,
                             int abs_pos0, char *err, size_t errlen) {
@@ -636,7 +668,7 @@ static int64_t forward_impl(eng_cuda_ctx *c, const int *ids, int n, int want, fl
     OPB(-1, PRB_OP_LM_HEAD);
     CK(krn_cuda_linear(c->k, c->logits, c->h, c->lm_head, NULL, cnt, H, g->vocab, c->linear_mode), "lm_head");
     OPE(-1, PRB_OP_LM_HEAD);
-    if (want == WANT_ARGMAX) {
+    if (want == ENG_WANT_ARGMAX) {
       OPB(-1, PRB_OP_SAMPLE);
       CK(krn_cuda_argmax(c->k, c->argmax, c->logits, 1, g->vocab), "argmax");
       CK(krn_cuda_d2h(c->k, c->p_argmax, c->argmax, sizeof(int)), "argmax copy");
@@ -646,7 +678,7 @@ static int64_t forward_impl(eng_cuda_ctx *c, const int *ids, int n, int want, fl
     }
   }
   CK(krn_cuda_sync(c->k), "forward");
-  if (want == WANT_ARGMAX && next) *next = c->p_argmax[0];
+  if (want == ENG_WANT_ARGMAX && next) *next = c->p_argmax[0];
   if (c->probe.scope_end) c->probe.scope_end(c->probe.scope_ctx, PRB_SCOPE_BATCH, bid, -1, -1, -1);
   if (c->probe.route) {
     size_t BK = (size_t)c->max_batch * c->K;
@@ -672,80 +704,27 @@ int64_t eng_cuda_forward(eng_cuda_ctx *c, const int *ids, int n, int want_logits
   return forward_impl(c, ids, n, want_logits, logits, NULL, seq_id, abs_pos0, err, errlen);
 }
 
-/* ---- score / generate (eng_session.c on this context) ---------------------------------------- */
+/* ---- score / generate: eng_session.c's loops on this context ------------------------------- */
+static int64_t runner_forward(void *ctx, const int *ids, int n, int want, float *logits, int *next, int seq_id,
+                              int abs_pos0, char *err, size_t errlen) {
+  return forward_impl(ctx, ids, n, want, logits, next, seq_id, abs_pos0, err, errlen);
+}
+static void runner_reset(void *ctx) { eng_cuda_ctx_reset(ctx); }
+static eng_runner cuda_runner(eng_cuda_ctx *c) {
+  eng_runner r = {c, runner_forward, runner_reset, &c->probe, c->m->cfg.vocab, c->max_ctx, c->max_batch, 1};
+  return r;
+}
+
 int eng_cuda_score(eng_cuda_ctx *c, const int *ids, int n, int window, int seq_id, float *nll_out,
                    eng_score_result *res, eng_logits_cb cb, void *cb_user, char *err, size_t errlen) {
-  int V = c->m->cfg.vocab;
-  if (window <= 1 || window > c->max_ctx) window = c->max_ctx;
-  float *logits = malloc(sizeof(float) * (size_t)c->max_batch * V);
-  float *nll = malloc(sizeof(float) * (size_t)window);
-  if (!logits || !nll) { free(logits); free(nll); return eng_errf(err, errlen, "out of memory"); }
-  res->nll_sum = 0;
-  res->n_scored = 0;
-  int rc = 0;
-  for (int w0 = 0; w0 < n && rc == 0; w0 += window) {
-    int wn = n - w0 < window ? n - w0 : window;
-    eng_cuda_ctx_reset(c);
-    for (int i = 0; i < wn; i++) nll[i] = NAN;
-    for (int b0 = 0; b0 < wn && rc == 0; b0 += c->max_batch) {
-      int bn = wn - b0 < c->max_batch ? wn - b0 : c->max_batch;
-      if (eng_cuda_forward(c, ids + w0 + b0, bn, ENG_LOGITS_ALL, logits, seq_id, w0 + b0, err, errlen) < 0) { rc = -1; break; }
-      if (cb && cb(cb_user, logits, bn, V)) { rc = -1; break; }
-      for (int t = 0; t < bn; t++) {
-        int i = b0 + t;
-        if (i + 1 < wn) {
-          double l = eng_token_nll(logits + (size_t)t * V, V, ids[w0 + i + 1]);
-          nll[i + 1] = (float)l;
-          res->nll_sum += l;
-          res->n_scored++;
-        }
-      }
-    }
-    if (rc == 0) {
-      eng_report_tokens(&c->probe, seq_id, ids + w0, wn, w0, PRB_PHASE_PREFILL, nll);
-      if (nll_out) memcpy(nll_out + w0, nll, sizeof(float) * (size_t)wn);
-    }
-  }
-  free(logits);
-  free(nll);
-  return rc;
+  eng_runner r = cuda_runner(c);
+  return eng_run_score(&r, ids, n, window, seq_id, nll_out, res, cb, cb_user, err, errlen);
 }
 
 int eng_cuda_generate(eng_cuda_ctx *c, const int *prompt, int n_prompt, int n_new, const eng_sampler *s, int stop_id,
                       int seq_id, int *out_ids, int *n_out, eng_token_cb tok_cb, void *tok_user, eng_logits_cb cb,
                       void *cb_user, char *err, size_t errlen) {
-  int V = c->m->cfg.vocab;
-  *n_out = 0;
-  if (n_prompt <= 0) return eng_errf(err, errlen, "empty prompt");
-  if (n_prompt + n_new > c->max_ctx) n_new = c->max_ctx - n_prompt;
-  if (n_new < 0) n_new = 0;
-  float *logits = malloc(sizeof(float) * (size_t)c->max_batch * V);
-  if (!logits) return eng_errf(err, errlen, "out of memory");
-  uint64_t rng = s ? s->seed : 0;
-  int greedy_dev = !cb && (!s || s->temperature <= 0);   /* argmax on the device, no logits copy */
-  eng_cuda_ctx_reset(c);
-  int rc = 0, next = 0;
-  int want = cb ? ENG_LOGITS_ALL : ENG_LOGITS_LAST;
-  for (int b0 = 0; b0 < n_prompt && rc == 0; b0 += c->max_batch) {
-    int bn = n_prompt - b0 < c->max_batch ? n_prompt - b0 : c->max_batch;
-    int last = b0 + bn == n_prompt;
-    int w = !last && !cb ? ENG_LOGITS_NONE : (last && greedy_dev ? WANT_ARGMAX : want);
-    if (forward_impl(c, prompt + b0, bn, w, logits, &next, seq_id, b0, err, errlen) < 0) rc = -1;
-    else if (cb && cb(cb_user, logits, bn, V)) rc = -1;
-    else if (last && want == ENG_LOGITS_ALL) memmove(logits, logits + (size_t)(bn - 1) * V, sizeof(float) * V);
-  }
-  if (rc == 0) eng_report_tokens(&c->probe, seq_id, prompt, n_prompt, 0, PRB_PHASE_PREFILL, NULL);
-  for (int i = 0; i < n_new && rc == 0; i++) {
-    int id = greedy_dev ? next : eng_sample(s, &rng, logits, V);
-    out_ids[(*n_out)++] = id;
-    eng_report_tokens(&c->probe, seq_id, &id, 1, n_prompt + i, PRB_PHASE_DECODE, NULL);
-    if (tok_cb && tok_cb(tok_user, id)) break;
-    if (id == stop_id || i + 1 == n_new) break;
-    if (forward_impl(c, &id, 1, greedy_dev ? WANT_ARGMAX : ENG_LOGITS_LAST, logits, &next, seq_id, n_prompt + i, err,
-                     errlen) < 0)
-      rc = -1;
-    else if (cb && cb(cb_user, logits, 1, V)) rc = -1;
-  }
-  free(logits);
-  return rc;
+  eng_runner r = cuda_runner(c);
+  return eng_run_generate(&r, prompt, n_prompt, n_new, s, stop_id, seq_id, out_ids, n_out, tok_cb, tok_user, cb,
+                          cb_user, err, errlen);
 }

@@ -15,9 +15,12 @@
  * the layer (one sync per MoE layer), exactly as eng_policy.c defines them.
  *
  * Families: Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE (standard GQA attention with biases /
- * qk-norm / clip, softmax routers, shared experts, dense layers); DeepSeek-V3-style sigmoid
- * group routers when the attention is not MLA. Refused with one error line: MLA attention
- * (DeepSeek-V2/V3) and gpt-oss (clamped SwiGLU with expert biases).
+ * qk-norm / clip, softmax routers, shared experts, dense layers); DeepSeek-V2/V3 (MLA
+ * attention: q LoRA, compressed KV + decoupled RoPE with YaRN, keys/values cached
+ * decompressed per head, qk dim != v dim; group-limited softmax and sigmoid + bias group
+ * routers, shared experts, dense first layers); gpt-oss (attention sinks, alternating
+ * sliding window, YaRN, router bias with top-k on logits then softmax, experts with biases
+ * and the clamped SwiGLU). Every op mirrors the CPU engine (eng_attn.c, eng_moe.c).
  *
  * Compiled in every build; without CUDA every entry point fails with a clear message. */
 #ifndef MOESCOPE_ENG_CUDA_H

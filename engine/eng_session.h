@@ -1,7 +1,10 @@
 /* eng_session.h — what a run does with a model: score text with teacher forcing in
  * windows, or generate from a prompt (greedy or temperature/top-p sampling). Reports
  * sequences and tokens (with their nll) to the context's probe; logits of every
- * forwarded position can be handed to a callback (used by --dump-logits). */
+ * forwarded position can be handed to a callback (used by --dump-logits).
+ * The loops exist once, over a small device-neutral runner (eng_runner: a forward callback
+ * + reset); eng_score / eng_generate run them on the CPU context, eng_cuda_score /
+ * eng_cuda_generate (eng_cuda.h) on the GPU context. */
 #ifndef MOESCOPE_ENG_SESSION_H
 #define MOESCOPE_ENG_SESSION_H
 
@@ -41,6 +44,28 @@ int eng_sample(const eng_sampler *s, uint64_t *rng, float *logits, int vocab);
 
 /* Called for every generated token; return non-zero to stop. */
 typedef int (*eng_token_cb)(void *user, int token_id);
+
+/* A forward context as the loops see it. forward has eng_forward's contract (n tokens
+ * continuing the cache; want = ENG_LOGITS_NONE / LAST / ALL into logits [.., vocab]) plus
+ * want = ENG_WANT_ARGMAX when `argmax` is set: only the greedy next token of the last
+ * position, into *next (the GPU picks it on the device). Returns the batch id or -1 (+err). */
+enum { ENG_WANT_ARGMAX = 100 };
+typedef struct eng_runner {
+  void *ctx;
+  int64_t (*forward)(void *ctx, const int *ids, int n, int want, float *logits, int *next, int seq_id, int abs_pos0,
+                     char *err, size_t errlen);
+  void (*reset)(void *ctx);       /* empties the KV cache */
+  const prb_probe *probe;
+  int vocab, max_ctx, max_batch;
+  int argmax;                     /* forward accepts ENG_WANT_ARGMAX */
+} eng_runner;
+
+/* eng_score / eng_generate on any runner (same arguments and reporting). */
+int eng_run_score(const eng_runner *r, const int *ids, int n, int window, int seq_id, float *nll_out,
+                  eng_score_result *res, eng_logits_cb cb, void *cb_user, char *err, size_t errlen);
+int eng_run_generate(const eng_runner *r, const int *prompt, int n_prompt, int n_new, const eng_sampler *s,
+                     int stop_id, int seq_id, int *out_ids, int *n_out, eng_token_cb tok_cb, void *tok_user,
+                     eng_logits_cb cb, void *cb_user, char *err, size_t errlen);
 
 /* Prefills the prompt then generates up to n_new tokens (stops early at stop_id >= 0).
  * out_ids (capacity n_new) receives the generated ids; *n_out their count. */

@@ -67,6 +67,10 @@ float krn_bf16_to_f32(uint16_t b);
 int krn_cuda_embed(krn_cuda_ctx *c, float *x, const uint16_t *emb, const int *ids, int n, int dim);
 /* y[n,dim] = w * x / sqrt(mean(x^2) + eps); y may alias x. */
 int krn_cuda_rmsnorm(krn_cuda_ctx *c, float *y, const float *x, const float *w, int n, int dim, float eps);
+/* The same over rows with strides (floats between row starts; y == x needs equal strides):
+ * row r of x at x + r*x_stride, of y at y + r*y_stride (MLA's latent norm of [latent|k_pe]). */
+int krn_cuda_rmsnorm_strided(krn_cuda_ctx *c, float *y, int y_stride, const float *x, int x_stride, const float *w,
+                             int n, int dim, float eps);
 /* RoPE from tables (see krn_backend.h rope_cs): head h of token t at x + t*row_stride +
  * h*head_stride; first rot_dim values rotated with cs/sn [n, rot_dim/2]; rotate-half
  * pairs (i, i+rot_dim/2) or interleaved pairs (2i, 2i+1). */
@@ -91,6 +95,16 @@ int krn_cuda_add_rows(krn_cuda_ctx *c, float *x, const float *y, const float *s,
 int krn_cuda_rowdot_sigmoid(krn_cuda_ctx *c, float *s, const float *h, const float *w, int n, int dim);
 /* h[r, i] = silu(gu[r, i]) * gu[r, I + i] for r < rows (and r < *rows_dev when given) */
 int krn_cuda_swiglu(krn_cuda_ctx *c, float *h, const float *gu, int rows, const int *rows_dev, int inter);
+/* gpt-oss's clamped variant (krn_backend.h swiglu_oai, float32 as krn_cpu.c): with
+ * g = min(gate, limit), u = clamp(up, -limit, limit): h = (u + 1) * g * sigmoid(alpha * g). */
+int krn_cuda_swiglu_oai(krn_cuda_ctx *c, float *h, const float *gu, int rows, const int *rows_dev, int inter,
+                        float alpha, float limit);
+/* DeepSeek MLA (engine/eng_attn.c attn_mla): n tokens' cache rows from kv_b's output
+ * kvb [n, nh*(nope+vh)] (per head [k_nope | v]) and kv_a's output kva [n, kvr+rd] (the
+ * rotated shared k_pe in its last rd values): kc [n, nh*(nope+rd)] per head [k_nope | k_pe],
+ * vc [n, nh*vh]. */
+int krn_cuda_mla_kv(krn_cuda_ctx *c, float *kc, float *vc, const float *kvb, const float *kva, int n, int nh, int nope,
+                    int rd, int vh, int kvr);
 
 /* Linear layers with BF16 weights W [out, in] (optionally one per group, w_stride apart):
  * y[r, o] = sum_i x[r, i] * W[o, i] (+ bias[o]).

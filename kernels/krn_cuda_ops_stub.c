@@ -55,6 +55,10 @@ int krn_cuda_embed(krn_cuda_ctx *c, float *x, const uint16_t *emb, const int *id
 int krn_cuda_rmsnorm(krn_cuda_ctx *c, float *y, const float *x, const float *w, int n, int dim, float eps) {
   (void)c; (void)y; (void)x; (void)w; (void)n; (void)dim; (void)eps; NO_CUDA;
 }
+int krn_cuda_rmsnorm_strided(krn_cuda_ctx *c, float *y, int y_stride, const float *x, int x_stride, const float *w,
+                             int n, int dim, float eps) {
+  (void)c; (void)y; (void)y_stride; (void)x; (void)x_stride; (void)w; (void)n; (void)dim; (void)eps; NO_CUDA;
+}
 int krn_cuda_rope_cs(krn_cuda_ctx *c, float *x, int n, int n_heads, int row_stride, int head_stride, int rot_dim,
                      const float *cs, const float *sn, int interleaved) {
   (void)c; (void)x; (void)n; (void)n_heads; (void)row_stride; (void)head_stride; (void)rot_dim; (void)cs; (void)sn;
@@ -78,6 +82,15 @@ int krn_cuda_rowdot_sigmoid(krn_cuda_ctx *c, float *s, const float *h, const flo
 }
 int krn_cuda_swiglu(krn_cuda_ctx *c, float *h, const float *gu, int rows, const int *rows_dev, int inter) {
   (void)c; (void)h; (void)gu; (void)rows; (void)rows_dev; (void)inter; NO_CUDA;
+}
+int krn_cuda_swiglu_oai(krn_cuda_ctx *c, float *h, const float *gu, int rows, const int *rows_dev, int inter,
+                        float alpha, float limit) {
+  (void)c; (void)h; (void)gu; (void)rows; (void)rows_dev; (void)inter; (void)alpha; (void)limit; NO_CUDA;
+}
+int krn_cuda_mla_kv(krn_cuda_ctx *c, float *kc, float *vc, const float *kvb, const float *kva, int n, int nh, int nope,
+                    int rd, int vh, int kvr) {
+  (void)c; (void)kc; (void)vc; (void)kvb; (void)kva; (void)n; (void)nh; (void)nope; (void)rd; (void)vh; (void)kvr;
+  NO_CUDA;
 }
 int krn_cuda_linear(krn_cuda_ctx *c, float *y, const float *x, const uint16_t *w, const float *bias, int rows,
                     int in, int out, int mode) {

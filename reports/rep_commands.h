@@ -17,7 +17,8 @@
 int rep_stats_cmd(const char *db_path, long long run_id /* <0 = latest */, int json, FILE *out,
                   char *err, size_t errlen);
 
-/* Writes a report folder (created with mkdir -p): figures (see reports/rep_figs.c) as PNG,
+/* Writes a report folder (created with mkdir -p): figures (see reports/rep_figs.c, and the
+ * gpu_timeline of reports/rep_timeline.h) as PNG,
  * SVG and PDF, report.md, report.tex, a self-contained index.html (figures embedded as
  * base64 PNG) and tables/<name>.csv. */
 int rep_report_cmd(const char *db_path, long long run_id, const char *outdir, char *err,
@@ -33,6 +34,18 @@ int rep_report_cmd(const char *db_path, long long run_id, const char *outdir, ch
 #define REP_DOC_ALL 15u
 int rep_report_cmd_fmt(const char *db_path, long long run_id, const char *outdir, unsigned docs, char *err,
                        size_t errlen);
+/* All options of `moescope report`: docs (REP_DOC_*, 0 = all) and the window of the timeline
+ * figure (reports/rep_timeline.h): tl_first = first batch (-1 = the run's first), tl_batches =
+ * number of batches (0 = all). rep_report_opts_default: all documents, the first 4 batches. */
+typedef struct rep_report_opts {
+  unsigned docs;
+  long long tl_first;
+  int tl_batches;
+} rep_report_opts;
+void rep_report_opts_default(rep_report_opts *o);
+int rep_report_cmd_opts(const char *db_path, long long run_id, const char *outdir, const rep_report_opts *o, char *err,
+                        size_t errlen);
+
 /* "html,md,tex,pdf" (any subset, or "all") -> REP_DOC_* bits; 0 with a message when invalid. */
 unsigned rep_parse_formats(const char *s, char *err, size_t errlen);
 

@@ -1,5 +1,8 @@
 /* rep_compare.c — renders run comparisons (see rep_compare.h): text tables on stdout,
- * JSON, and the paper folder (Markdown, LaTeX booktabs, CSV, scatter figure). */
+ * JSON, and the paper folder (Markdown, LaTeX booktabs, CSV, scatter figure). The cost
+ * column is GPU kernel time when every compared run has kernel rows (kernel_scope), else
+ * the CPU op timers for all of them; its source is named in every output ("gpu kernels" /
+ * "cpu ops", and "mixed" when only some runs have kernels). */
 #include "reports/rep_compare.h"
 #include "analysis/ana_compare.h"
 
@@ -88,8 +91,14 @@ static void print_pair(FILE *f, const ana_compare *c) {
     }
     fputc('\n', f);
   }
-  fprintf(f, "cost: engine op time %.1f us/token (A) vs %.1f us/token (B)\n\n", c->ns_per_token_a / 1000,
-          c->ns_per_token_b / 1000);
+  if (c->cost_src == ANA_COST_KERNELS)
+    fprintf(f, "cost (gpu kernels): GPU kernel time %.3f us/token (A) vs %.3f us/token (B)\n\n", c->ns_per_token_a / 1000,
+            c->ns_per_token_b / 1000);
+  else
+    fprintf(f, "cost (cpu ops%s): engine op time %.1f us/token (A) vs %.1f us/token (B)\n\n",
+            c->cost_mixed ? (c->kern_a ? "; mixed: only run A has GPU kernel rows, so both use ops"
+                                       : "; mixed: only run B has GPU kernel rows, so both use ops") : "",
+            c->ns_per_token_a / 1000, c->ns_per_token_b / 1000);
 }
 
 static cJSON *nums(const double *v, int n) {
@@ -142,6 +151,13 @@ static cJSON *pair_json(const ana_compare *c) {
   cJSON_AddItemToObject(o, "load_shift", nums(c->shift, L * c->n_experts));
   cJSON_AddNumberToObject(o, "ns_per_token_a", isnan(c->ns_per_token_a) ? -1 : c->ns_per_token_a);
   cJSON_AddNumberToObject(o, "ns_per_token_b", isnan(c->ns_per_token_b) ? -1 : c->ns_per_token_b);
+  cJSON_AddStringToObject(o, "cost_source", ana_cost_src_name(c->cost_src));
+  cJSON_AddBoolToObject(o, "cost_mixed", c->cost_mixed);
+  cJSON_AddBoolToObject(o, "gpu_kernels_a", c->kern_a);
+  cJSON_AddBoolToObject(o, "gpu_kernels_b", c->kern_b);
+  cJSON *lc = cJSON_AddObjectToObject(o, "layer_ns_per_token");
+  cJSON_AddItemToObject(lc, "a", nums(c->layer_ns_a, L));
+  cJSON_AddItemToObject(lc, "b", nums(c->layer_ns_b, L));
   free(cva); free(cvb); free(mva); free(mvb); free(ids);
   return o;
 }
@@ -154,16 +170,17 @@ static void tex_escape(FILE *f, const char *s) {
   }
 }
 
-static int write_tables(const char *dir, const run_row *rows, int n, char *err, size_t errlen) {
+static int write_tables(const char *dir, const run_row *rows, int n, const char *cost_src, char *err, size_t errlen) {
   char p[4096];
   snprintf(p, sizeof p, "%s/compare.csv", dir);
   FILE *f = fopen(p, "w");
   if (!f) return rerr(err, errlen, "%s: cannot create: %s", p, strerror(errno));
-  fprintf(f, "strategy,ppl,delta_ppl_pct,kl_vs_baseline,jaccard_vs_baseline,top1_agreement,cv,maxvio,h_norm,dropped,us_per_token\n");
+  fprintf(f, "strategy,ppl,delta_ppl_pct,kl_vs_baseline,jaccard_vs_baseline,top1_agreement,cv,maxvio,h_norm,dropped,us_per_token,"
+             "cost_source\n");
   for (int i = 0; i < n; i++)
-    fprintf(f, "\"%s\",%.6f,%.4f,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%lld,%.3f\n", rows[i].name, rows[i].ppl, rows[i].dppl,
+    fprintf(f, "\"%s\",%.6f,%.4f,%.6g,%.6f,%.6f,%.6f,%.6f,%.6f,%lld,%.3f,%s\n", rows[i].name, rows[i].ppl, rows[i].dppl,
             rows[i].kl, rows[i].jaccard, rows[i].top1, rows[i].cv, rows[i].maxvio, rows[i].hnorm, rows[i].dropped,
-            rows[i].us_per_token);
+            rows[i].us_per_token, cost_src);
   fclose(f);
   snprintf(p, sizeof p, "%s/compare.tex", dir);
   if (!(f = fopen(p, "w"))) return rerr(err, errlen, "%s: cannot create: %s", p, strerror(errno));
@@ -186,8 +203,9 @@ static int write_tables(const char *dir, const run_row *rows, int n, char *err, 
   fclose(f);
   snprintf(p, sizeof p, "%s/compare.md", dir);
   if (!(f = fopen(p, "w"))) return rerr(err, errlen, "%s: cannot create: %s", p, strerror(errno));
-  fprintf(f, "# Routing strategy comparison\n\n| strategy | PPL | ΔPPL %% | KL | Jaccard | Top-1 | CV | MaxVio | H_norm | dropped | µs/token |\n"
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  fprintf(f, "# Routing strategy comparison\n\n| strategy | PPL | ΔPPL %% | KL | Jaccard | Top-1 | CV | MaxVio | H_norm | dropped |"
+             " µs/token (%s) |\n", cost_src);
+  fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (int i = 0; i < n; i++)
     fprintf(f, "| `%s` | %.3f | %+.2f | %.4g | %.3f | %.3f | %.3f | %.3f | %.4f | %lld | %.1f |\n", rows[i].name, rows[i].ppl,
             rows[i].dppl, rows[i].kl, rows[i].jaccard, rows[i].top1, rows[i].cv, rows[i].maxvio, rows[i].hnorm, rows[i].dropped,
@@ -299,9 +317,19 @@ int rep_compare_cmd(const rep_run_ref *refs, int n, int json, const char *outdir
     for (int j = 0; j < i; j++) if (!strcmp(refs[j].db, refs[i].db)) dbs[i] = dbs[j];
     if (!dbs[i] && ana_db_open(&dbs[i], refs[i].db, err, errlen)) rc = -1;
   }
+  /* one cost source for the whole table: kernels only when every run has them */
+  int n_kern = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    ana_run r;
+    if (ana_run_get(dbs[i], refs[i].run_id, &r, err, errlen)) rc = -1;
+    else n_kern += ana_run_has_kernels(dbs[i], r.run_id);
+  }
+  int src = n_kern == n ? ANA_COST_KERNELS : ANA_COST_OPS;
+  char src_label[64];
+  snprintf(src_label, sizeof src_label, "%s%s", ana_cost_src_name(src), n_kern > 0 && n_kern < n ? " (mixed)" : "");
   for (int i = 1; i < n && rc == 0; i++) {
     ana_compare c;
-    if (ana_compare_runs(dbs[0], refs[0].run_id, dbs[i], refs[i].run_id, &c, err, errlen)) { rc = -1; break; }
+    if (ana_compare_runs_src(dbs[0], refs[0].run_id, dbs[i], refs[i].run_id, src, &c, err, errlen)) { rc = -1; break; }
     if (i == 1) row_from(&c, 0, &rows[0]);
     row_from(&c, 1, &rows[i]);
     if (root) cJSON_AddItemToArray(root, pair_json(&c));
@@ -314,8 +342,10 @@ int rep_compare_cmd(const rep_run_ref *refs, int n, int json, const char *outdir
     for (int i = 0; i < n; i++)
       fprintf(out, "%-40s %10.3f %+8.2f %8.3f %7.3f %7.3f %7.3f %8.4f %8.1f\n", rows[i].name, rows[i].ppl, rows[i].dppl,
               rows[i].jaccard, rows[i].top1, rows[i].cv, rows[i].maxvio, rows[i].hnorm, rows[i].us_per_token);
+    fprintf(out, "us/tok = %s%s\n", src == ANA_COST_KERNELS ? "GPU kernel time per token (kernel_scope)" : "engine op time per token (ops)",
+            n_kern > 0 && n_kern < n ? "; mixed: only some runs have GPU kernel rows, so all use the CPU op timers" : "");
   }
-  if (rc == 0 && outdir && (mkdirs(outdir, err, errlen) || write_tables(outdir, rows, n, err, errlen) ||
+  if (rc == 0 && outdir && (mkdirs(outdir, err, errlen) || write_tables(outdir, rows, n, src_label, err, errlen) ||
                             write_scatter(outdir, rows, n, err, errlen)))
     rc = -1;
   cJSON_Delete(root);

@@ -10,6 +10,8 @@
  *   position_layer<L>       position bin x expert, share in the bin / share in the layer
  *   gate_weights            distribution of the top-1 gate weight, one line per layer
  *   top_tokens_layer<L>     per expert the 5 most exclusive tokens as text (needs token ids)
+ * (gpu_timeline, kernels or CPU ops over time, is drawn by rep_report.c through
+ * rep_timeline.c / rep_tlfig.c since it reads its own window options.)
  * Every figure is appended to the report's figure list with its caption. */
 #include "reports/rep_internal.h"
 

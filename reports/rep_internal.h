@@ -60,6 +60,13 @@ void rep_table_html(FILE *f, const rep_table *t);
 void rep_table_tex(FILE *f, const rep_table *t);   /* table float, booktabs, one row per data row */
 void rep_tex_escape(FILE *f, const char *s);
 
+/* The time tables of `export --time` (rep_time.c) for the report: appends time_layer,
+ * time_op and, when per-expert timings exist, time_expert and time_imbalance to tab
+ * (*ntab advanced; nothing when the run has no timings or fewer than 4 slots are left
+ * below max). 0, or -1 with a message. */
+int rep_time_tables(sqlite3 *db, const char *db_path, long long run_id, rep_table *tab, int max, int *ntab, char *err,
+                    size_t errlen);
+
 /* Structure statistics (rep_structure.c). */
 #define REP_TOPTOK 5       /* top tokens shown per expert */
 /* Co-activation lift of experts a, b in layer index li (ana_struct.h), NaN when undefined

@@ -5,7 +5,10 @@
  * for by --format: index.html (self-contained: PNGs embedded as base64, sortable tables),
  * report.md (PNG figures, links to SVG/PDF), report.tex (booktabs tables, \includegraphics
  * of the PDF figures) and, always, tables/<name>.csv for every table. Reads only the DB
- * through analysis/. */
+ * through analysis/. Also the timeline figure gpu_timeline (rep_timeline.c: GPU kernels per
+ * stream, or the CPU op timers when the run has no kernels; window --timeline-batches) and
+ * the time tables of `export --time` (rep_time.c: time by layer / op / expert, cost of
+ * imbalance). */
 #include "reports/rep_commands.h"
 #include "reports/rep_internal.h"
 
@@ -17,6 +20,7 @@
 
 #include "analysis/ana_diag.h"
 #include "reports/rep_report_int.h"
+#include "reports/rep_timeline.h"
 
 int rep_mkdir_p(const char *path, char *err, size_t errlen) {
   char buf[4096];
@@ -241,9 +245,44 @@ unsigned rep_parse_formats(const char *s, char *err, size_t errlen) {
   return f;
 }
 
-int rep_report_cmd_fmt(const char *db_path, long long run_id, const char *outdir, unsigned docs, char *err,
-                       size_t errlen) {
+void rep_report_opts_default(rep_report_opts *o) {
+  o->docs = REP_DOC_ALL;
+  o->tl_first = -1;
+  o->tl_batches = REP_TL_DEFAULT_BATCHES;
+}
+
+static void note_add(char *note, size_t n, const char *what) {
+  size_t l = strlen(note);
+  snprintf(note + l, n - l, "%s%s", l ? "; " : "", what);
+}
+
+/* The timeline figure of tl (collected first, so that a bad window fails before any file
+ * is written); a note instead when the run has no kernel or op timings. */
+static int fig_timeline(const rep_timeline *tl, long long run, const char *outdir, unsigned fmt, rep_figs *fg, char *note,
+                        size_t notelen, char *err, size_t errlen) {
+  if (tl->n_boxes == 0) {
+    char w[160];
+    snprintf(w, sizeof w, "no GPU kernel or op timings for run %lld: no timeline figure", run);
+    note_add(note, notelen, w);
+    return 0;
+  }
+  char path[4200], cap[200];
+  snprintf(path, sizeof path, "%s/gpu_timeline", outdir);
+  if (tl->source == REP_TL_SRC_KERNELS)
+    snprintf(cap, sizeof cap, "GPU timeline: kernels per stream coloured by op (batches %lld..%lld of %d)", tl->batch_first,
+             tl->batch_last, tl->n_batches_run);
+  else
+    snprintf(cap, sizeof cap, "Timeline from CPU op timers (no GPU kernels; batches %lld..%lld of %d)", tl->batch_first,
+             tl->batch_last, tl->n_batches_run);
+  if (rep_timeline_render(tl, path, fmt, err, errlen)) return -1;
+  if (rep_figs_add(fg, "gpu_timeline", cap)) { snprintf(err, errlen, "out of memory"); return -1; }
+  return 0;
+}
+
+int rep_report_cmd_opts(const char *db_path, long long run_id, const char *outdir, const rep_report_opts *o, char *err,
+                        size_t errlen) {
   if (!outdir || !*outdir) { snprintf(err, errlen, "no output directory given"); return -1; }
+  unsigned docs = o->docs;
   if (!(docs & REP_DOC_ALL)) docs = REP_DOC_ALL;
   unsigned fmt = 0;
   if (docs & (REP_DOC_HTML | REP_DOC_MD)) fmt |= REP_FMT_PNG | REP_FMT_SVG;
@@ -255,13 +294,18 @@ int rep_report_cmd_fmt(const char *db_path, long long run_id, const char *outdir
   rep_figs fg = {0};
   rep_table tab[REP_MAX_TABLES];
   int ntab = 0, rc = -1;
-  char note[512] = "", path[4200];
+  char note[1024] = "", path[4200];
+  long long run = dg.sum.run.run_id;
+  rep_timeline tl = {0};
+  if (rep_timeline_collect(d, run, o->tl_first, o->tl_batches, 0, &tl, err, errlen) != 0) goto done;
   if (rep_mkdir_p(outdir, err, errlen) != 0) goto done;
   snprintf(path, sizeof path, "%s/tables", outdir);
   if (rep_mkdir_p(path, err, errlen) != 0) goto done;
   rep_png_async_begin();   /* PNGs are deflated on a second thread while the rest goes on */
   if (rep_figures(d, &dg, outdir, fmt, &fg, note, sizeof note, err, errlen) != 0) goto done;
+  if (fig_timeline(&tl, run, outdir, fmt, &fg, note, sizeof note, err, errlen) != 0) goto done;
   if (build_tables(d, &dg, tab, &ntab, err, errlen) != 0) goto done;
+  if (rep_time_tables(d->db, d->path, run, tab, REP_MAX_TABLES, &ntab, err, errlen) != 0) goto done;
   for (int i = 0; i < ntab; i++) {
     snprintf(path, sizeof path, "%s/tables/%s.csv", outdir, tab[i].name);
     if (rep_table_csv(&tab[i], path, err, errlen) != 0) goto done;
@@ -275,10 +319,19 @@ int rep_report_cmd_fmt(const char *db_path, long long run_id, const char *outdir
 done:
   if (rep_png_async_end(rc ? NULL : err, errlen) != 0) rc = -1;
   for (int i = 0; i < ntab; i++) rep_table_free(&tab[i]);
+  rep_timeline_free(&tl);
   free(fg.v);
   ana_diag_free(&dg);
   ana_db_close(d);
   return rc;
+}
+
+int rep_report_cmd_fmt(const char *db_path, long long run_id, const char *outdir, unsigned docs, char *err,
+                       size_t errlen) {
+  rep_report_opts o;
+  rep_report_opts_default(&o);
+  o.docs = docs;
+  return rep_report_cmd_opts(db_path, run_id, outdir, &o, err, errlen);
 }
 
 int rep_report_cmd(const char *db_path, long long run_id, const char *outdir, char *err, size_t errlen) {

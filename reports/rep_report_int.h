@@ -7,13 +7,13 @@
 #include "analysis/ana_diag.h"
 #include "reports/rep_internal.h"
 
-#define REP_MAX_TABLES 8
+#define REP_MAX_TABLES 12
 
 typedef struct rep_doc {
   ana_db *d;
   const ana_diag *dg;
   const rep_figs *fg;
-  const rep_table *tab;    /* [ntab]: run, diagnosis, balance, then structure/labels/top_tokens when available */
+  const rep_table *tab;    /* [ntab]: run, diagnosis, balance, then structure/labels/top_tokens and time_* when available */
   int ntab;
   const char *note;        /* what was skipped, "" when nothing */
   unsigned fmt;            /* REP_FMT_* of the figures */

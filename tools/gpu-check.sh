@@ -2,7 +2,8 @@
 # gpu-check.sh — the one prepared call for a lent GPU machine (the `device` tool; it starts
 # bare). Fits in 8 minutes on an H200: installs what the build needs, builds with the CUDA
 # backend forced on (arch 90), runs the gpu-labelled tests (kernels vs CPU references, the
-# tiny-mixtral forward and the synthetic families vs the CPU engine), the CUDA
+# tiny-mixtral forward and every family -- synthetic models plus the hf_deepseek_v2/v3 and
+# hf_gpt_oss fixtures -- vs the CPU engine), the CUDA
 # micro-benchmarks, the CLI on both devices (logits of --dump-logits and the recorded
 # routing compared: BF16 tolerance, identical expert sets except near-ties; greedy text),
 # and a ~1.3B-parameter synthetic model for prefill/decode tokens/s, % of the HBM roofline
@@ -42,7 +43,7 @@ main() {
 
   step "gpu tests (ctest -L gpu -V)"
   (cd "$B" && MOESCOPE_TMP="$TMPD" timeout 180 ctest -L gpu -V --output-on-failure) >"$OUT/ctest-gpu.log" 2>&1 || fail "ctest -L gpu"
-  grep -E "^[0-9]+: (device|gpu:|linear|attention|router|moe path|rmsnorm|rope|swiglu|auto|float32|CPU policy|greedy|mixtral|qwen|olmoe|switch|hier|deepseek|gpt_oss|FAILED|.*CHECK failed)" \
+  grep -E "^[0-9]+: (device|gpu:|linear|attention|router|moe path|rmsnorm|rope|swiglu|auto|float32|CPU policy|greedy|mixtral|qwen|olmoe|switch|hier|deepseek|gpt_oss|hf_|mla|FAILED|.*CHECK failed)" \
     "$OUT/ctest-gpu.log" | cut -c1-200 | head -120
   grep -E "tests passed|Skipped|Failed|\*\*\*" "$OUT/ctest-gpu.log" | tail -10
 
@@ -58,6 +59,18 @@ main() {
     --db "$OUT/trace-gpu.db" --dump-logits "$TMPD/gpu.npy" --device cuda 2>&1 | tail -3 || fail "run --device cuda"
   timeout 60 python3 tools/gpu-compare.py "$TMPD/cpu.npy" "$TMPD/gpu.npy" "$OUT/trace-cpu.db" "$OUT/trace-gpu.db" \
     || fail "CPU vs GPU comparison"
+
+  step "CLI: MLA and gpt-oss fixtures, CPU vs GPU (F32 checkpoints, BF16 on the GPU: comparison informational)"
+  fids=$(python3 -c "print(','.join(str((i*37)%96) for i in range(40)))")
+  for fx in hf_deepseek_v2 hf_deepseek_v3 hf_gpt_oss; do
+    for dev in cpu cuda; do
+      rm -f "$TMPD/$fx-$dev.db"
+      timeout 60 "$B/moescope" run --model tests/fixtures/$fx --ids "$fids" --score --record full --db "$TMPD/$fx-$dev.db" \
+        --dump-logits "$TMPD/$fx-$dev.npy" --device $dev 2>&1 | tail -1 || fail "run $fx --device $dev"
+    done
+    timeout 30 python3 tools/gpu-compare.py "$TMPD/$fx-cpu.npy" "$TMPD/$fx-cuda.npy" "$TMPD/$fx-cpu.db" "$TMPD/$fx-cuda.db" 2>&1 \
+      | tail -2 || echo "$fx: CPU vs GPU differ (see above; F32 weights are rounded to BF16 on the GPU)"
+  done
 
   step "CLI: greedy generation, CPU vs GPU"
   for dev in cpu cuda; do
@@ -97,6 +110,46 @@ if "CUPTI_ACTIVITY_KIND_KERNEL" in tabs and "kernel_scope" in tabs:
     n = db.execute("SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN kernel_scope s USING (correlationId) WHERE s.layer >= 0").fetchone()[0]
     print(f"kernel rows joined to a layer: {n}")
 EOF
+
+  step "GPU trace: export --perfetto --time, report (gpu_timeline), kernel time joined to layers"
+  if [ -s "$OUT/trace-gpu.db" ]; then
+    timeout 60 "$B/moescope" export "$OUT/trace-gpu.db" --perfetto "$OUT/trace-gpu.perfetto.json" --time \
+      >"$OUT/time-gpu.txt" 2>"$OUT/export-gpu.log" || fail "export --perfetto --time (GPU trace)"
+    cat "$OUT/export-gpu.log"; head -24 "$OUT/time-gpu.txt"
+    timeout 30 python3 -c "
+import json, sys, collections
+ev = json.load(open(sys.argv[1]))
+ev = ev['traceEvents'] if isinstance(ev, dict) else ev
+c = collections.Counter(e.get('cat', e.get('ph')) for e in ev)
+print('perfetto events by cat:', dict(c))
+sys.exit(0 if c.get('kernel', 0) > 0 else 1)" "$OUT/trace-gpu.perfetto.json" || fail "perfetto JSON: unreadable or no kernel events"
+    timeout 120 "$B/moescope" report "$OUT/trace-gpu.db" -o "$OUT/report-gpu" 2>&1 | tail -2 || fail "report (GPU trace)"
+    [ -s "$OUT/report-gpu/gpu_timeline.png" ] && [ -s "$OUT/report-gpu/index.html" ] || fail "report (GPU trace): no gpu_timeline.png / index.html"
+    grep -q "GPU timeline: kernels per stream" "$OUT/report-gpu/report.md" 2>/dev/null \
+      || fail "report (GPU trace): the timeline was not drawn from GPU kernels"
+    ls "$OUT/report-gpu/tables/" 2>/dev/null | tr '\n' ' '; echo
+    timeout 30 python3 - "$OUT/trace-gpu.db" <<'EOF' || fail "kernel_scope coverage: <= 95% of kernel time has a layer"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+j = ("EXISTS (SELECT 1 FROM kernel_scope s WHERE s.correlationId = k.correlationId AND s.globalPid IS k.globalPid"
+     " AND s.layer IS NOT NULL{})")
+q = "SELECT COUNT(*), COALESCE(SUM(k.end - k.start), 0) FROM CUPTI_ACTIVITY_KIND_KERNEL k"
+n, tot = db.execute(q).fetchone()
+nj, tj = db.execute(q + " WHERE " + j.format("")).fetchone()
+nl, tl = db.execute(q + " WHERE " + j.format(" AND s.layer >= 0")).fetchone()
+print(f"kernels: {n} rows, {tot / 1e6:.3f} ms; with a kernel_scope layer: {nj} rows, "
+      f"{100.0 * tj / max(tot, 1):.2f}% of kernel time; inside a model layer (>= 0): {100.0 * tl / max(tot, 1):.2f}%")
+for r in db.execute("SELECT s.op, COUNT(*), SUM(k.end - k.start) / 1e6 FROM CUPTI_ACTIVITY_KIND_KERNEL k JOIN kernel_scope s"
+                    " ON s.correlationId = k.correlationId AND s.globalPid IS k.globalPid GROUP BY 1 ORDER BY 3 DESC"):
+    print(f"  {str(r[0]):<16} {r[1]:>6} kernels {r[2]:>10.3f} ms")
+if n == 0 or tot == 0 or tj == 0:
+    print("FAILED LOUDLY: no GPU kernel time joined to kernel_scope (CUPTI or external correlation broken)")
+    sys.exit(1)
+sys.exit(0 if tj / tot > 0.95 else 1)
+EOF
+  else
+    fail "no GPU trace DB ($OUT/trace-gpu.db) for export/report/kernel_scope checks"
+  fi
 
   step "CPU suite (sanity, time permitting)"
   (cd "$B" && MOESCOPE_TMP="$TMPD" timeout 90 ctest -j "$(nproc)" -LE 'gpu|slow') >"$OUT/ctest-cpu.log" 2>&1 \

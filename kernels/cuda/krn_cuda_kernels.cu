@@ -1,7 +1,9 @@
 /* krn_cuda_kernels.cu — the CUDA backend's non-GEMM kernels (see krn_cuda_ops.h for each
- * contract): embedding, RMSNorm, RoPE, attention (prefill and decode), small elementwise
- * ops, the router (a port of eng_policy.c, one thread per token), token permutation by
- * expert, gather, un-permute + combine, argmax and temperature sampling. Kept simple and
+ * contract): embedding, RMSNorm (optionally strided rows), RoPE, attention (prefill and
+ * decode, qk dim != v dim, window, sinks), small elementwise ops, SwiGLU and gpt-oss's
+ * clamped variant, MLA's key/value decompression into the cache, the router (a port of
+ * eng_policy.c, one thread per token), token permutation by expert, gather, un-permute +
+ * combine, argmax and temperature sampling. Kept simple and
  * deterministic (no atomics): every output element has one writer in a fixed order. */
 #include "kernels/cuda/krn_cuda_int.cuh"
 
@@ -18,10 +20,11 @@ extern "C" int krn_cuda_embed(krn_cuda_ctx *c, float *x, const uint16_t *emb, co
   return krn_cuda_launched("embed");
 }
 
-__global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, float eps) {
+/* row r of x at x + r*xs, of y at y + r*ys (strides in floats) */
+__global__ void k_rmsnorm(float *y, size_t ys, const float *x, size_t xs, const float *w, int dim, float eps) {
   __shared__ float red[32];
-  const float *xr = x + (size_t)blockIdx.x * dim;
-  float *yr = y + (size_t)blockIdx.x * dim;
+  const float *xr = x + (size_t)blockIdx.x * xs;
+  float *yr = y + (size_t)blockIdx.x * ys;
   float ss = 0.0f;
   for (int d = threadIdx.x; d < dim; d += blockDim.x) ss += xr[d] * xr[d];
   ss = block_sum(ss, red);
@@ -29,11 +32,18 @@ __global__ void k_rmsnorm(float *y, const float *x, const float *w, int dim, flo
   for (int d = threadIdx.x; d < dim; d += blockDim.x) yr[d] = w[d] * (xr[d] * r);
 }
 
-extern "C" int krn_cuda_rmsnorm(krn_cuda_ctx *c, float *y, const float *x, const float *w, int n, int dim, float eps) {
+extern "C" int krn_cuda_rmsnorm_strided(krn_cuda_ctx *c, float *y, int y_stride, const float *x, int x_stride,
+                                        const float *w, int n, int dim, float eps) {
   if (n <= 0) return 0;
-  if (dim <= 0) return krn_cuda_fail("rmsnorm: dim %d", dim);
-  k_rmsnorm<<<n, KRN_BLOCK, 0, c->stream>>>(y, x, w, dim, eps);
+  if (dim <= 0 || y_stride < dim || x_stride < dim)
+    return krn_cuda_fail("rmsnorm: dim %d, strides %d/%d", dim, y_stride, x_stride);
+  if (y == x && y_stride != x_stride) return krn_cuda_fail("rmsnorm: in place with different strides");
+  k_rmsnorm<<<n, KRN_BLOCK, 0, c->stream>>>(y, (size_t)y_stride, x, (size_t)x_stride, w, dim, eps);
   return krn_cuda_launched("rmsnorm");
+}
+
+extern "C" int krn_cuda_rmsnorm(krn_cuda_ctx *c, float *y, const float *x, const float *w, int n, int dim, float eps) {
+  return krn_cuda_rmsnorm_strided(c, y, dim, x, dim, w, n, dim, eps);
 }
 
 __global__ void k_rope_cs(float *x, int n, int n_heads, int row_stride, int head_stride, int half,
@@ -107,20 +117,67 @@ extern "C" int krn_cuda_rowdot_sigmoid(krn_cuda_ctx *c, float *s, const float *h
   return krn_cuda_launched("rowdot_sigmoid");
 }
 
-__global__ void k_swiglu(float *h, const float *gu, int rows, const int *rows_dev, int inter) {
+/* oai = 0: silu(g) * u; oai = 1: gpt-oss (krn_cpu.c cpu_swiglu_oai, float32 as there):
+ * g' = min(g, limit), u' = clamp(u, -limit, limit), (u' + 1) * g' * sigmoid(alpha * g'). */
+__global__ void k_swiglu(float *h, const float *gu, int rows, const int *rows_dev, int inter, int oai, float alpha,
+                         float limit) {
   size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   size_t r = i / inter;
   int col = (int)(i % inter);
   if (r >= (size_t)rows) return;
   if (rows_dev && r >= (size_t)*rows_dev) return;
   float g = gu[r * 2 * inter + col], u = gu[r * 2 * inter + inter + col];
-  h[r * inter + col] = g / (1.0f + expf(-g)) * u;
+  if (oai) {
+    float gg = fminf(g, limit), uu = fminf(fmaxf(u, -limit), limit);
+    h[r * inter + col] = (uu + 1.0f) * gg / (1.0f + expf(-alpha * gg));
+  } else {
+    h[r * inter + col] = g / (1.0f + expf(-g)) * u;
+  }
 }
 extern "C" int krn_cuda_swiglu(krn_cuda_ctx *c, float *h, const float *gu, int rows, const int *rows_dev, int inter) {
   size_t total = (size_t)rows * inter;
   if (total == 0) return 0;
-  k_swiglu<<<krn_blocks(total, KRN_BLOCK), KRN_BLOCK, 0, c->stream>>>(h, gu, rows, rows_dev, inter);
+  k_swiglu<<<krn_blocks(total, KRN_BLOCK), KRN_BLOCK, 0, c->stream>>>(h, gu, rows, rows_dev, inter, 0, 0.0f, 0.0f);
   return krn_cuda_launched("swiglu");
+}
+extern "C" int krn_cuda_swiglu_oai(krn_cuda_ctx *c, float *h, const float *gu, int rows, const int *rows_dev, int inter,
+                                   float alpha, float limit) {
+  size_t total = (size_t)rows * inter;
+  if (total == 0) return 0;
+  k_swiglu<<<krn_blocks(total, KRN_BLOCK), KRN_BLOCK, 0, c->stream>>>(h, gu, rows, rows_dev, inter, 1, alpha, limit);
+  return krn_cuda_launched("swiglu_oai");
+}
+
+/* ---- MLA: decompressed keys/values into the cache ----------------------------------------
+ * Token t, head h: k[t][h*(nope+rd) + d] = kvb[t][h*(nope+vh) + d] for d < nope, then the
+ * shared (already rotated) k_pe = kva[t][kvr + d - nope]; v[t][h*vh + d] =
+ * kvb[t][h*(nope+vh) + nope + d]. One thread per written element. */
+__global__ void k_mla_kv(float *kc, float *vc, const float *kvb, const float *kva, int n, int nh, int nope, int rd,
+                         int vh, int kvr) {
+  int qk = nope + rd, kvbw = nope + vh, kvaw = kvr + rd;
+  size_t per = (size_t)nh * (qk + vh), total = (size_t)n * per;
+  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  int t = (int)(i / per);
+  size_t r = i % per;
+  const float *src = kvb + (size_t)t * nh * kvbw;
+  if (r < (size_t)nh * qk) {
+    int h = (int)(r / qk), d = (int)(r % qk);
+    kc[(size_t)t * nh * qk + r] = d < nope ? src[(size_t)h * kvbw + d] : kva[(size_t)t * kvaw + kvr + (d - nope)];
+  } else {
+    r -= (size_t)nh * qk;
+    int h = (int)(r / vh), d = (int)(r % vh);
+    vc[(size_t)t * nh * vh + r] = src[(size_t)h * kvbw + nope + d];
+  }
+}
+extern "C" int krn_cuda_mla_kv(krn_cuda_ctx *c, float *kc, float *vc, const float *kvb, const float *kva, int n, int nh,
+                               int nope, int rd, int vh, int kvr) {
+  if (n <= 0) return 0;
+  if (nh <= 0 || nope < 0 || rd < 0 || vh <= 0 || kvr < 0 || nope + rd <= 0)
+    return krn_cuda_fail("mla_kv: nh=%d nope=%d rope=%d v=%d kv_lora=%d", nh, nope, rd, vh, kvr);
+  size_t total = (size_t)n * nh * (nope + rd + vh);
+  k_mla_kv<<<krn_blocks(total, KRN_BLOCK), KRN_BLOCK, 0, c->stream>>>(kc, vc, kvb, kva, n, nh, nope, rd, vh, kvr);
+  return krn_cuda_launched("mla_kv");
 }
 
 /* ---- attention ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 /* cuda_fwd.h — helpers of the GPU forward tests: a probe that keeps the routing of every
  * (layer, position) and counts op timings, CPU and GPU runs of the same token stream
  * (prefill 100 tokens as 64 + 36, then 6 decode steps), and the comparison (logits within
- * a relative tolerance, identical expert sets except near-ties: CPU top-k margin < 2e-3). */
+ * a relative tolerance, identical expert sets except near-ties: CPU margin < 2e-3 on the
+ * scores the router selects by, group scores included for the DeepSeek group routers). */
 #ifndef MOESCOPE_CUDA_FWD_H
 #define MOESCOPE_CUDA_FWD_H
 
@@ -62,13 +63,50 @@ static int cmp_set(const int *a, const int *b, int k) {   /* same set of k exper
   return 1;
 }
 
-/* k-th minus (k+1)-th probability of a CPU row */
-static float margin(const float *p, int E, int k) {
+/* k-th minus (k+1)-th value of v[0..n) */
+static float kgap(const float *v, int n, int k) {
   float s[MAXE];
-  memcpy(s, p, sizeof(float) * E);
-  for (int i = 0; i < E; i++)
-    for (int j = i + 1; j < E; j++) if (s[j] > s[i]) { float t = s[i]; s[i] = s[j]; s[j] = t; }
-  return k < E ? s[k - 1] - s[k] : 1.0f;
+  memcpy(s, v, sizeof(float) * n);
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++) if (s[j] > s[i]) { float t = s[i]; s[i] = s[j]; s[j] = t; }
+  return k < n ? s[k - 1] - s[k] : 1.0f;
+}
+
+/* How close a CPU routing decision was to a tie, on the scores the router selects by
+ * (eng_policy.c): probabilities, or for DeepSeek-V3 sigmoid + selection bias; for the
+ * group routers also the gap between the last kept and the first dropped group score, and
+ * the expert gap only among the kept groups. */
+static float margin_of(const eng_model *m, int l, const float *p) {
+  const eng_router_cfg *rc = &m->cfg.router;
+  int E = rc->n_experts, k = rc->k, G = rc->n_group > 0 ? rc->n_group : 1, tg = rc->topk_group;
+  float sel[MAXE];
+  for (int e = 0; e < E; e++)
+    sel[e] = p[e] + (rc->kind == ENG_ROUTER_SIGMOID_GROUP && m->layers[l].score_bias ? m->layers[l].score_bias[e] : 0.0f);
+  if ((rc->kind != ENG_ROUTER_GROUP_LIMITED && rc->kind != ENG_ROUTER_SIGMOID_GROUP) || G <= 1 || tg >= G || E % G)
+    return kgap(sel, E, k);
+  int per = E / G;
+  float gs[MAXE];
+  for (int g = 0; g < G; g++) {
+    if (rc->kind == ENG_ROUTER_GROUP_LIMITED) {
+      gs[g] = -INFINITY;
+      for (int e = g * per; e < (g + 1) * per; e++) if (sel[e] > gs[g]) gs[g] = sel[e];
+    } else {
+      float a = -INFINITY, b = -INFINITY;
+      for (int e = g * per; e < (g + 1) * per; e++) {
+        if (sel[e] > a) { b = a; a = sel[e]; } else if (sel[e] > b) b = sel[e];
+      }
+      gs[g] = a + (per >= 2 ? b : 0.0f);
+    }
+  }
+  float gm = kgap(gs, G, tg), cut = -INFINITY, kept[MAXE];
+  { float t[MAXE]; memcpy(t, gs, sizeof(float) * G);
+    for (int i = 0; i < G; i++) for (int j = i + 1; j < G; j++) if (t[j] > t[i]) { float x = t[i]; t[i] = t[j]; t[j] = x; }
+    cut = t[tg - 1]; }
+  int nk = 0;
+  for (int g = 0; g < G; g++)
+    if (gs[g] >= cut) for (int e = g * per; e < (g + 1) * per; e++) kept[nk++] = sel[e];
+  float em = kgap(kept, nk, k);
+  return gm < em ? gm : em;
 }
 
 #define NPRE 100
@@ -117,7 +155,7 @@ static int run_gpu(const eng_model *m, const int *ids, float *logits, rec *r, in
 static void compare(const eng_model *m, const float *lc, const float *lg, const rec *rc, const rec *rg, double tol,
                     const char *what) {
   const eng_config *g = &m->cfg;
-  int V = g->vocab, T = NPRE + NDEC, E = g->n_experts, k = rc->k;
+  int V = g->vocab, T = NPRE + NDEC, k = rc->k;
   double e = ct_relmax(lg, lc, (size_t)T * V);
   printf("%s: logits max rel err %.3e (tol %.0e)\n", what, e, tol);
   CHECKF(e <= tol, "%s: logits err %g", what, e);
@@ -125,10 +163,11 @@ static void compare(const eng_model *m, const float *lc, const float *lg, const 
   double werr = 0;
   for (int l = 0; l < g->n_layers && l < MAXL; l++)
     for (int t = 0; t < T; t++) {
+      if (!g->moe_layer[l]) { missing += rg->seen[l][t] != 0 || rc->seen[l][t] != 0; continue; }   /* dense layer */
       if (rg->seen[l][t] != 1 || rc->seen[l][t] != 1) { missing++; continue; }
       if (!cmp_set(rc->ex[l][t], rg->ex[l][t], k)) {
         flips++;
-        float mg = margin(rc->pr[l][t], E, k);
+        float mg = margin_of(m, l, rc->pr[l][t]);
         if (mg >= 2e-3f) { hard++; fprintf(stderr, "%s: layer %d pos %d: experts differ at margin %g\n", what, l, t, mg); }
         else printf("%s: near-tie at layer %d pos %d (margin %.2e): expert sets differ\n", what, l, t, mg);
       } else {

@@ -1,6 +1,6 @@
 /* test_cuda_kernels.c — GPU label: every CUDA kernel (krn_cuda_ops.h) against its CPU
  * reference on random data: the plain reference backend (krn_ref.c) for RMSNorm, RoPE,
- * attention, SwiGLU and matmul; eng_policy.c's routers for the router kernel; small C
+ * attention, SwiGLU (and gpt-oss's clamped variant with expert biases) and matmul; eng_policy.c's routers for the router kernel; small C
  * loops here for permutation, combine, sampling. Tolerances (relative to the largest
  * reference value): float32 paths 1e-4 (attention, GEMV, tiled GEMM, norms), the cuBLAS
  * path whose input is rounded to BF16 1e-2; integer outputs exact. Weights are BF16 on the
@@ -140,7 +140,9 @@ static void test_router(eng_router_kind kind, int E, int k, int renorm, int G, i
 
 /* permute -> gather -> grouped gate_up -> swiglu -> grouped down -> combine, against the
  * loop of eng_moe.c (experts in ascending order, tokens in order). */
-static void test_moe(int n, int E, int k, int H, int I, int mode) {
+/* oai: gpt-oss experts (biases on gate/up and down, clamped SwiGLU, alpha 1.702, limit 1). */
+static void test_moe(int n, int E, int k, int H, int I, int mode, int oai) {
+  const float alpha = 1.702f, limit = 1.0f;
   int *ex = malloc(sizeof(int) * n * k);
   float *wt = malloc(sizeof(float) * n * k);
   for (int t = 0; t < n; t++)
@@ -160,6 +162,7 @@ static void test_moe(int n, int E, int k, int H, int I, int mode) {
   float *h = ct_randv((size_t)n * H, 1), *w13 = ct_randv((size_t)E * 2 * I * H, 0.2f), *w2 = ct_randv((size_t)E * H * I, 0.2f);
   uint16_t *b13 = ct_bf16(w13, (size_t)E * 2 * I * H), *b2 = ct_bf16(w2, (size_t)E * H * I);
   float *x0 = ct_randv((size_t)n * H, 1), *ref = malloc(sizeof(float) * n * H), *got = malloc(sizeof(float) * n * H);
+  float *bb13 = oai ? ct_randv((size_t)E * 2 * I, 0.5f) : NULL, *bb2 = oai ? ct_randv((size_t)E * H, 0.5f) : NULL;
   /* reference */
   float *moe = calloc((size_t)n * H, sizeof(float)), *gu = malloc(sizeof(float) * 2 * I), *act = malloc(sizeof(float) * I),
         *y = malloc(sizeof(float) * H);
@@ -169,9 +172,10 @@ static void test_moe(int n, int E, int k, int H, int I, int mode) {
       for (int j = 0; j < k; j++)
         if (ex[t * k + j] == e) {
           cnt[e]++;
-          R->matmul(gu, h + (size_t)t * H, w13 + (size_t)e * 2 * I * H, NULL, 1, H, 2 * I);
-          R->swiglu(act, gu, gu + I, (size_t)I);
-          R->matmul(y, act, w2 + (size_t)e * H * I, NULL, 1, I, H);
+          R->matmul(gu, h + (size_t)t * H, w13 + (size_t)e * 2 * I * H, oai ? bb13 + (size_t)e * 2 * I : NULL, 1, H, 2 * I);
+          if (oai) R->swiglu_oai(act, gu, gu + I, (size_t)I, alpha, limit);
+          else R->swiglu(act, gu, gu + I, (size_t)I);
+          R->matmul(y, act, w2 + (size_t)e * H * I, oai ? bb2 + (size_t)e * H : NULL, 1, I, H);
           for (int d = 0; d < H; d++) moe[(size_t)t * H + d] += wt[t * k + j] * y[d];
         }
   for (size_t i = 0; i < (size_t)n * H; i++) ref[i] = x0[i] + moe[i];
@@ -183,6 +187,7 @@ static void test_moe(int n, int E, int k, int H, int I, int mode) {
         *dxin = ct_up(C, NULL, sizeof(float) * rows * H), *dgu = ct_up(C, NULL, sizeof(float) * rows * 2 * I),
         *dact = ct_up(C, NULL, sizeof(float) * rows * I), *dy = ct_up(C, NULL, sizeof(float) * rows * H);
   uint16_t *d13 = ct_up(C, b13, sizeof(uint16_t) * E * 2 * I * H), *d2 = ct_up(C, b2, sizeof(uint16_t) * E * H * I);
+  float *db13 = oai ? ct_up(C, bb13, sizeof(float) * E * 2 * I) : NULL, *db2 = oai ? ct_up(C, bb2, sizeof(float) * E * H) : NULL;
   CHECK(krn_cuda_moe_permute(C, dex, n, k, E, dcnt, doff, drt, dre, dsr) == 0);
   int *gcnt = malloc(sizeof(int) * E), *goff = malloc(sizeof(int) * (E + 1)), *grt = malloc(sizeof(int) * rows),
       *gre = malloc(sizeof(int) * rows), *gsr = malloc(sizeof(int) * rows);
@@ -201,19 +206,21 @@ static void test_moe(int n, int E, int k, int H, int I, int mode) {
   }
   CHECKF(ok, "permutation (total %d)", total);
   CHECK(krn_cuda_gather_rows(C, dxin, dh, drt, doff + E, rows, H) == 0);
-  CHECK(krn_cuda_grouped_linear(C, dgu, dxin, d13, (size_t)2 * I * H, NULL, doff, dre, E, rows, H, 2 * I, mode) == 0);
-  CHECK(krn_cuda_swiglu(C, dact, dgu, rows, doff + E, I) == 0);
-  CHECK(krn_cuda_grouped_linear(C, dy, dact, d2, (size_t)H * I, NULL, doff, dre, E, rows, I, H, mode) == 0);
+  CHECK(krn_cuda_grouped_linear(C, dgu, dxin, d13, (size_t)2 * I * H, db13, doff, dre, E, rows, H, 2 * I, mode) == 0);
+  if (oai) CHECK(krn_cuda_swiglu_oai(C, dact, dgu, rows, doff + E, I, alpha, limit) == 0);
+  else CHECK(krn_cuda_swiglu(C, dact, dgu, rows, doff + E, I) == 0);
+  CHECK(krn_cuda_grouped_linear(C, dy, dact, d2, (size_t)H * I, db2, doff, dre, E, rows, I, H, mode) == 0);
   CHECK(krn_cuda_moe_combine(C, dx, dy, dsr, dwt, n, k, H) == 0);
   ct_down(C, got, dx, sizeof(float) * n * H);
   double e = ct_relmax(got, ref, (size_t)n * H);
-  printf("moe path n=%d E=%d k=%d H=%d I=%d mode=%s: rel err %.2e\n", n, E, k, H, I, mode == KRN_LIN_GEMV ? "gemv" : "tiled", e);
+  printf("moe path n=%d E=%d k=%d H=%d I=%d mode=%s%s: rel err %.2e\n", n, E, k, H, I, mode == KRN_LIN_GEMV ? "gemv" : "tiled",
+         oai ? " gpt-oss (biases, clamped swiglu)" : "", e);
   CHECK(e < 1e-4);
-  void *dp[] = {dex, dcnt, doff, drt, dre, dsr, dwt, dh, dx, dxin, dgu, dact, dy, d13, d2};
+  void *dp[] = {dex, dcnt, doff, drt, dre, dsr, dwt, dh, dx, dxin, dgu, dact, dy, d13, d2, db13, db2};
   for (size_t i = 0; i < sizeof dp / sizeof dp[0]; i++) krn_cuda_free(dp[i]);
   free(gcnt); free(goff); free(grt); free(gre); free(gsr);
   free(ex); free(wt); free(h); free(w13); free(w2); free(b13); free(b2); free(x0); free(ref); free(got);
-  free(moe); free(gu); free(act); free(y); free(cnt);
+  free(moe); free(gu); free(act); free(y); free(cnt); free(bb13); free(bb2);
 }
 
 static void test_small_ops(void) {
@@ -323,10 +330,12 @@ int main(void) {
   test_router(ENG_ROUTER_GROUP_LIMITED, 64, 6, 0, 8, 3, 16.0f);  /* DeepSeek-V2 */
   test_router(ENG_ROUTER_SIGMOID_GROUP, 256, 8, 1, 8, 4, 2.5f);  /* DeepSeek-V3 */
   test_router(ENG_ROUTER_TOPK_SOFTMAX, 32, 4, 1, 1, 1, 1.0f);    /* gpt-oss */
-  test_moe(1, 8, 2, 192, 128, KRN_LIN_GEMV);
-  test_moe(5, 16, 4, 96, 40, KRN_LIN_GEMV);
-  test_moe(70, 8, 2, 192, 128, KRN_LIN_TILED);
-  test_moe(150, 60, 4, 72, 36, KRN_LIN_TILED);
+  test_moe(1, 8, 2, 192, 128, KRN_LIN_GEMV, 0);
+  test_moe(5, 16, 4, 96, 40, KRN_LIN_GEMV, 0);
+  test_moe(70, 8, 2, 192, 128, KRN_LIN_TILED, 0);
+  test_moe(150, 60, 4, 72, 36, KRN_LIN_TILED, 0);
+  test_moe(3, 8, 2, 96, 64, KRN_LIN_GEMV, 1);     /* gpt-oss experts, decode */
+  test_moe(80, 32, 4, 64, 48, KRN_LIN_TILED, 1);  /* gpt-oss experts, prefill */
   test_small_ops();
   test_sampling();
   krn_cuda_ctx_destroy(C);
