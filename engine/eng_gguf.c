@@ -46,6 +46,9 @@ int eng_ggml_to_dtype(int t) {
   case 1: return ENG_DT_F16;
   case 2: return ENG_DT_Q4_0;
   case 8: return ENG_DT_Q8_0;
+  case 12: return ENG_DT_Q4_K;
+  case 13: return ENG_DT_Q5_K;
+  case 14: return ENG_DT_Q6_K;
   case 24: return ENG_DT_I8;
   case 26: return ENG_DT_I32;
   case 27: return ENG_DT_I64;

@@ -11,8 +11,8 @@
  *
  * Everything is validated before use and before anything is sized from the file:
  * counts and lengths are bounded by the bytes that remain, dims by 4 and non-negative
- * with a product that cannot overflow, types known (F32, F16, BF16, Q8_0, Q4_0 and the
- * other common ggml types by block size), offsets aligned and inside the file, no two
+ * with a product that cannot overflow, types known (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K,
+ * Q6_K and the other common ggml types by block size), offsets aligned and inside the file, no two
  * tensors overlapping, no duplicate tensor names or keys. Errors are one line naming the
  * file and the offending key or tensor.
  */
@@ -29,7 +29,8 @@ enum { GGUF_T_U8 = 0, GGUF_T_I8, GGUF_T_U16, GGUF_T_I16, GGUF_T_U32, GGUF_T_I32,
        GGUF_T_STRING, GGUF_T_ARRAY, GGUF_T_U64, GGUF_T_I64, GGUF_T_F64, GGUF_T_COUNT };
 
 /* ggml tensor types used here (ggml.h numbering). */
-enum { GGML_T_F32 = 0, GGML_T_F16 = 1, GGML_T_Q4_0 = 2, GGML_T_Q8_0 = 8, GGML_T_BF16 = 30 };
+enum { GGML_T_F32 = 0, GGML_T_F16 = 1, GGML_T_Q4_0 = 2, GGML_T_Q8_0 = 8, GGML_T_Q4_K = 12, GGML_T_Q5_K = 13,
+       GGML_T_Q6_K = 14, GGML_T_BF16 = 30 };
 
 #define ENG_GGUF_MAX_DIMS 4
 
@@ -84,7 +85,7 @@ int64_t eng_gguf_arr_int(const eng_gguf_kv *kv, uint64_t i);
 double eng_gguf_arr_float(const eng_gguf_kv *kv, uint64_t i);
 
 const char *eng_ggml_type_name(int ggml_type);
-/* ggml type -> eng_dtype (F32, F16, BF16, F64, I8, I32, I64, Q8_0, Q4_0) or -1. */
+/* ggml type -> eng_dtype (F32, F16, BF16, F64, I8, I32, I64, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) or -1. */
 int eng_ggml_to_dtype(int ggml_type);
 
 /* Opens a GGUF model for the engine: set receives the weights under Hugging Face names
@@ -103,8 +104,9 @@ char *eng_gguf_config_json(const eng_gguf *g, char *err, size_t errlen);
 #define ENG_GGUF_KEY_HF_CONFIG "moescope.hf_config"
 
 /* Output tensor types of eng_gguf_convert. */
-enum { ENG_GGUF_OUT_F32 = 0, ENG_GGUF_OUT_F16, ENG_GGUF_OUT_BF16, ENG_GGUF_OUT_Q8_0, ENG_GGUF_OUT_Q4_0 };
-/* "f32", "f16", "bf16", "q8_0", "q4_0" -> ENG_GGUF_OUT_*, or -1. */
+enum { ENG_GGUF_OUT_F32 = 0, ENG_GGUF_OUT_F16, ENG_GGUF_OUT_BF16, ENG_GGUF_OUT_Q8_0, ENG_GGUF_OUT_Q4_0,
+       ENG_GGUF_OUT_Q4_K, ENG_GGUF_OUT_Q5_K, ENG_GGUF_OUT_Q6_K, ENG_GGUF_OUT_COUNT };
+/* "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k" (any case) -> ENG_GGUF_OUT_*, or -1. */
 int eng_gguf_out_type(const char *s);
 
 typedef void (*eng_gguf_progress)(void *user, double done, double total);
@@ -112,9 +114,21 @@ typedef void (*eng_gguf_progress)(void *user, double done, double total);
 /* Writes a GGUF v3 file from a Hugging Face model folder (config.json, safetensors, and
  * tokenizer.json / tokenizer_config.json when present) with llama.cpp's tensor names and
  * metadata. 1-D tensors (norms, biases) and the router (ffn_gate_inp) stay F32 as
- * llama.cpp's converter does; Q8_0/Q4_0 fall back to F16 for rows not a multiple of 32.
+ * llama.cpp's converter does; Q8_0/Q4_0 fall back to F16 for rows not a multiple of 32;
+ * Q4_K/Q5_K/Q6_K (moescope's own quantizer, kernels/krn_kquant.h) fall back to Q8_0 for
+ * rows a multiple of 32 but not of 256, else to F16.
  * Written to a temporary file in the same folder and renamed into place. 0 or -1 (+err). */
 int eng_gguf_convert(const char *model_dir, const char *out_path, int out_type, eng_gguf_progress progress,
                      void *progress_user, char *err, size_t errlen);
+
+/* eng_gguf_convert with flags:
+ *  ENG_GGUF_CONVERT_NO_HF_CONFIG: no moescope.hf_config key, only llama.cpp's metadata (plus
+ *    the few moescope.* keys eng_gguf_meta.c adds where llama.cpp's keys cannot say what the
+ *    engine runs), as a GGUF from another tool would be; for testing the metadata reader.
+ *  ENG_GGUF_CONVERT_SPLIT_KV_B: DeepSeek kv_b_proj as attn_k_b + attn_v_b with the MLA
+ *    metadata of newer llama.cpp (head_count_kv 1, key_length_mla, value_length_mla). */
+enum { ENG_GGUF_CONVERT_NO_HF_CONFIG = 1, ENG_GGUF_CONVERT_SPLIT_KV_B = 2 };
+int eng_gguf_convert_ex(const char *model_dir, const char *out_path, int out_type, int flags,
+                        eng_gguf_progress progress, void *progress_user, char *err, size_t errlen);
 
 #endif

@@ -2,9 +2,10 @@
  * Every tensor is looked up under each known name variant of every family, its shape
  * checked against the config; matrices become krn_w views into the mapping (per-expert
  * row ranges of packed 3-D tensors included), vectors float32 copies, and the few layouts
- * that need a transform float32 copies (gpt-oss experts, hierarchical gate, F64). Per layer: attention (standard
- * GQA with optional biases / qk-norm / sinks, or DeepSeek MLA), then the FFN (dense MLP,
- * or router + routed experts + shared expert). */
+ * that need a transform float32 copies (gpt-oss packed experts, hierarchical gate, F64;
+ * gpt-oss experts from GGUF come per expert as [out,in] views plus bias vectors). Per
+ * layer: attention (standard GQA with optional biases / qk-norm / sinks, or DeepSeek MLA),
+ * then the FFN (dense MLP, or router + routed experts + shared expert). */
 #include "engine/eng_util.h"
 #include "engine/eng_model.h"
 #include "engine/eng_gguf.h"
@@ -28,7 +29,9 @@ typedef struct loader {
 
 /* kernels/ cannot see eng_dtype; its weight type codes must be the same numbers */
 _Static_assert((int)KRN_DT_F32 == (int)ENG_DT_F32 && (int)KRN_DT_F16 == (int)ENG_DT_F16 &&
-               (int)KRN_DT_BF16 == (int)ENG_DT_BF16 && (int)KRN_DT_Q8_0 == (int)ENG_DT_Q8_0 && (int)KRN_DT_Q4_0 == (int)ENG_DT_Q4_0, "krn/eng dtype codes differ");
+               (int)KRN_DT_BF16 == (int)ENG_DT_BF16 && (int)KRN_DT_Q8_0 == (int)ENG_DT_Q8_0 && (int)KRN_DT_Q4_0 == (int)ENG_DT_Q4_0 &&
+               (int)KRN_DT_Q4_K == (int)ENG_DT_Q4_K && (int)KRN_DT_Q5_K == (int)ENG_DT_Q5_K && (int)KRN_DT_Q6_K == (int)ENG_DT_Q6_K,
+               "krn/eng dtype codes differ");
 
 static const char *tensor_file(loader *L, const eng_st_tensor *t) { return L->set.paths[t->file]; }
 
@@ -202,13 +205,14 @@ static int load_experts_oai(loader *L, eng_layer *ly, int l) {
 
 static int load_experts(loader *L, eng_layer *ly, int l) {
   const eng_config *c = &L->m->cfg;
-  if (c->family == ENG_FAM_GPT_OSS) return load_experts_oai(L, ly, l);
   int64_t H = c->hidden, I = c->intermediate, E = c->n_experts;
   char n1[256], n2[256];
   snprintf(n1, sizeof n1, "model.layers.%d.mlp.experts.gate_up_proj", l);
   snprintf(n2, sizeof n2, "model.layers.%d.mlp.experts.down_proj", l);
   const eng_st_tensor *gu = eng_st_find(&L->set, n1), *dn = eng_st_find(&L->set, n2);
-  if (gu || dn) { /* transformers-5 packed layout */
+  /* gpt-oss: HF packed tensors, or (from GGUF) per-expert [out,in] matrices + biases below */
+  if (c->family == ENG_FAM_GPT_OSS && gu) return load_experts_oai(L, ly, l);
+  if ((gu || dn) && c->family != ENG_FAM_GPT_OSS) { /* transformers-5 packed layout */
     if (!gu || !dn) return eng_errf(L->err, L->errlen, "%s: packed experts of layer %d need both gate_up_proj and down_proj",
                                  L->set.paths[0], l);
     int64_t d1[3] = {E, 2 * I, H}, d2[3] = {E, H, I};
@@ -233,6 +237,11 @@ static int load_experts(loader *L, eng_layer *ly, int l) {
       snprintf(b, sizeof b, "model.layers.%d.mlp.experts.%d.%s.weight", l, e, alt[j]);
       const char *names[] = {c->family == ENG_FAM_MIXTRAL ? a : b, c->family == ENG_FAM_MIXTRAL ? b : a, NULL};
       if (load_mat(L, dst[j], j == 2 ? H : I, j == 2 ? I : H, names)) return -1;
+      if (c->expert_bias) {
+        float **bias[3] = {&x->b1, &x->b3, &x->b2};
+        const char *bn[] = {LNAME(b, "model.layers.%d.mlp.experts.%d.%s.bias", l, e, alt[j]), NULL};
+        if (load_vec(L, bias[j], j == 2 ? H : I, bn)) return -1;
+      }
     }
   }
   return 0;

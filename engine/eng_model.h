@@ -1,7 +1,7 @@
 /* eng_model.h — a loaded MoE model: its configuration (from HF config.json) and its
  * weights. Weight matrices are krn_w views into the memory-mapped checkpoint in their
- * stored type (F32 / BF16 / F16 / Q8_0 / Q4_0; the kernels widen them on the fly), so
- * loading copies nothing big: the model keeps the mapping (eng_st_set) alive and
+ * stored type (F32 / BF16 / F16 / Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K; the kernels widen them
+ * on the fly), so loading copies nothing big: the model keeps the mapping (eng_st_set) alive and
  * eng_model_free unmaps it. Small vectors (norms, biases, sinks, score bias) are float32
  * copies; matrices whose layout needs a transform (gpt-oss's interleaved / transposed
  * experts, a hierarchical router's joined gate, F64 tensors) are float32 copies too.

@@ -3,6 +3,7 @@
 #include "engine/eng_safetensors.h"
 #include "engine/eng_st_write.h"
 #include "kernels/krn_backend.h"
+#include "kernels/krn_kquant.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -18,16 +19,17 @@
 #include <unistd.h>
 
 static const char *dt_names[ENG_DT_COUNT] = {"F32", "F16", "BF16", "F64", "I64", "I32", "I8", "U8", "BOOL",
-                                              "Q8_0", "Q4_0"};
-static const size_t dt_sizes[ENG_DT_COUNT] = {4, 2, 2, 8, 8, 4, 1, 1, 1, 0, 0};
+                                              "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K"};
+static const size_t dt_sizes[ENG_DT_COUNT] = {4, 2, 2, 8, 8, 4, 1, 1, 1, 0, 0, 0, 0, 0};
 
 const char *eng_dtype_name(int dt) { return dt >= 0 && dt < ENG_DT_COUNT ? dt_names[dt] : "?"; }
 size_t eng_dtype_size(int dt) { return dt >= 0 && dt < ENG_DT_COUNT ? dt_sizes[dt] : 0; }
 
 int eng_dtype_block(int dt, size_t *block_bytes) {
-  size_t bb = dt == ENG_DT_Q8_0 ? 34 : dt == ENG_DT_Q4_0 ? 18 : eng_dtype_size(dt);
+  size_t kq = krn_kq_block_bytes(dt);
+  size_t bb = dt == ENG_DT_Q8_0 ? 34 : dt == ENG_DT_Q4_0 ? 18 : kq ? kq : eng_dtype_size(dt);
   if (block_bytes) *block_bytes = bb;
-  return dt == ENG_DT_Q8_0 || dt == ENG_DT_Q4_0 ? 32 : 1;
+  return dt == ENG_DT_Q8_0 || dt == ENG_DT_Q4_0 ? 32 : kq ? KRN_QK_K : 1;
 }
 
 size_t eng_dtype_nbytes(int dt, int64_t numel) {
@@ -39,7 +41,7 @@ size_t eng_dtype_nbytes(int dt, int64_t numel) {
 
 int eng_dtype_is_float(int dt) {
   return dt == ENG_DT_F32 || dt == ENG_DT_F16 || dt == ENG_DT_BF16 || dt == ENG_DT_F64 || dt == ENG_DT_Q8_0 ||
-         dt == ENG_DT_Q4_0;
+         dt == ENG_DT_Q4_0 || dt == ENG_DT_Q4_K || dt == ENG_DT_Q5_K || dt == ENG_DT_Q6_K;
 }
 
 int eng_st_own(eng_st_set *set, void *buf) {
@@ -338,6 +340,10 @@ int eng_dt_to_f32(float *dst, const void *src, int dt, int64_t n) {
         dst[b * 32 + 16 + j] = (float)((p[2 + j] >> 4) - 8) * d;
       }
     }
+    return 0;
+  case ENG_DT_Q4_K: case ENG_DT_Q5_K: case ENG_DT_Q6_K:
+    if (n % KRN_QK_K) return -1;
+    krn_kq_dequant(dt, p, n, dst);
     return 0;
   default: return -1;
   }

@@ -3,10 +3,10 @@
  * The engine's forward pass is written once against this vtable; a backend supplies
  * the kernels (CPU now: kernels/cpu/, CUDA later: kernels/cuda/). Activations are
  * row-major float32 in host memory for the CPU backend; weights of the matmuls may also
- * come as a typed view (krn_w: F32 / BF16 / F16 / Q8_0 / Q4_0 rows read in place, e.g.
- * straight from a memory-mapped checkpoint, widened to float32 inside the kernel). Shapes
- * use n = tokens in the batch. Each CPU kernel has a plain reference twin in krn_ref.c
- * that tests compare to.
+ * come as a typed view (krn_w: F32 / BF16 / F16 / Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K rows
+ * read in place, e.g. straight from a memory-mapped checkpoint, widened to float32 inside
+ * the kernel). Shapes use n = tokens in the batch. Each CPU kernel has a plain reference
+ * twin in krn_ref.c that tests compare to.
  */
 #ifndef MOESCOPE_KRN_BACKEND_H
 #define MOESCOPE_KRN_BACKEND_H
@@ -17,11 +17,16 @@
 /* Weight storage types; the codes are those of engine/eng_safetensors.h's eng_dtype
  * (checked there at compile time). Q8_0 / Q4_0 are ggml blocks of 32 along a row:
  * Q8_0 = f16 scale d + 32 int8 q (34 bytes), value q*d; Q4_0 = f16 d + 16 bytes of
- * nibbles (18 bytes), element j<16 = ((b[j] & 15) - 8)*d, element 16+j = ((b[j] >> 4) - 8)*d. */
-enum { KRN_DT_F32 = 0, KRN_DT_F16 = 1, KRN_DT_BF16 = 2, KRN_DT_Q8_0 = 9, KRN_DT_Q4_0 = 10 };
+ * nibbles (18 bytes), element j<16 = ((b[j] & 15) - 8)*d, element 16+j = ((b[j] >> 4) - 8)*d.
+ * Q4_K / Q5_K / Q6_K are ggml K-quant super-blocks of 256 along a row (144 / 176 / 210
+ * bytes; six-bit sub-block scales and mins, or int8 scales for Q6_K; layouts and exact
+ * dequantisation in krn_kquant.h). */
+enum { KRN_DT_F32 = 0, KRN_DT_F16 = 1, KRN_DT_BF16 = 2, KRN_DT_Q8_0 = 9, KRN_DT_Q4_0 = 10,
+       KRN_DT_Q4_K = 11, KRN_DT_Q5_K = 12, KRN_DT_Q6_K = 13 };
 
 /* A weight matrix [rows, cols] (row-major, [out, in]) in its stored type: row r starts at
- * data + r * row_stride_bytes. Q8_0 / Q4_0 need cols % 32 == 0. No alignment is required. */
+ * data + r * row_stride_bytes. Q8_0 / Q4_0 need cols % 32 == 0, the K-quants cols % 256 == 0.
+ * No alignment is required. */
 typedef struct krn_w {
   int dtype;
   const void *data;

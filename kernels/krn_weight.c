@@ -1,8 +1,10 @@
 /* krn_weight.c — typed weight views (krn_w, see krn_backend.h): row sizes of each storage
  * type and the exact scalar widening / dequantisation of one row to float32. This is the
  * definition the SIMD paths in cpu/krn_cpu_mm.c must reproduce bit for bit, and what the
- * reference backend and the engine's embedding lookup use. Plain C, no SIMD. */
+ * reference backend and the engine's embedding lookup use. Plain C, no SIMD. The K-quants
+ * (Q4_K, Q5_K, Q6_K; super-blocks of 256) are defined in krn_kquant.c. */
 #include "kernels/krn_backend.h"
+#include "kernels/krn_kquant.h"
 
 #include <string.h>
 
@@ -13,6 +15,8 @@ size_t krn_dtype_row_bytes(int dtype, int cols) {
   case KRN_DT_F16: case KRN_DT_BF16: return (size_t)cols * 2;
   case KRN_DT_Q8_0: return cols % 32 ? 0 : (size_t)cols / 32 * 34;
   case KRN_DT_Q4_0: return cols % 32 ? 0 : (size_t)cols / 32 * 18;
+  case KRN_DT_Q4_K: case KRN_DT_Q5_K: case KRN_DT_Q6_K:
+    return cols % KRN_QK_K ? 0 : (size_t)cols / KRN_QK_K * krn_kq_block_bytes(dtype);
   default: return 0;
   }
 }
@@ -76,6 +80,7 @@ void krn_w_row_f32(const krn_w *w, int r, float *dst) {
       }
     }
     break;
+  case KRN_DT_Q4_K: case KRN_DT_Q5_K: case KRN_DT_Q6_K: krn_kq_dequant(w->dtype, p, n, dst); break;
   default: memset(dst, 0, sizeof(float) * (size_t)n); break;
   }
 }

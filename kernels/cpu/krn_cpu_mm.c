@@ -1,14 +1,17 @@
 /* krn_cpu_mm.c — the CPU backend's matmuls (y = x . W^T + bias): float32 weights
  * (krn_cpu_matmul) and typed weight views (krn_cpu_matmul_w: F32 / BF16 / F16 / Q8_0 /
- * Q4_0 read where they lie, e.g. in a memory-mapped checkpoint). Work is split over
+ * Q4_0 / Q4_K / Q5_K / Q6_K read where they lie, e.g. in a memory-mapped checkpoint). Work is split over
  * blocks of 4 output rows (OpenMP); a tile computes up to 4 tokens x 4 rows with AVX-512
  * (chosen at run time) or portable C. Typed weights are widened inside the tile, 16
  * elements at a time, to exactly the float32 values krn_w_row_f32 gives (BF16 << 16, F16
  * exact, Q*d rounded once), and then go through the same FMA sequence as float32 weights,
  * so a typed matmul is bit-identical to converting W first. Decode (n <= 4) converts in
  * registers; larger batches convert each block of 4 rows once into a per-thread buffer
- * and reuse it for every token. */
+ * and reuse it for every token. The K-quants (Q4_K / Q5_K / Q6_K, super-blocks of 256)
+ * have their own unpacking in krn_cpu_kq.c: in registers for decode, into the per-thread
+ * buffer (AVX-512 or the scalar definition) otherwise. */
 #include "kernels/cpu/krn_cpu_int.h"
+#include "kernels/krn_kquant.h"
 
 #include <immintrin.h>
 #include <omp.h>
@@ -254,6 +257,7 @@ static float w_at(const krn_w *w, int r, int i) {
     memcpy(&h, blk, 2);
     return (float)(q - 8) * krn_f16_to_f32(h);
   }
+  case KRN_DT_Q4_K: case KRN_DT_Q5_K: case KRN_DT_Q6_K: return krn_kq_at(w->dtype, row, i);
   default: return 0.0f;
   }
 }
@@ -285,6 +289,7 @@ void krn_cpu_matmul_w(float *y, const float *x, const krn_w *w, const float *bia
   size_t ld = w->row_stride_bytes;
   int dt = w->dtype;
   /* decode-sized batches convert in registers; larger ones convert each row block once */
+  int kq = krn_kq_block_bytes(dt) != 0;
   int buffered = !avx || n > 4;
   double work = (double)n * in * out;
   #pragma omp parallel if (work > KRN_PAR_MIN_WORK)
@@ -295,7 +300,8 @@ void krn_cpu_matmul_w(float *y, const float *x, const krn_w *w, const float *bia
       int o0 = ob * 4, no = out - o0 < 4 ? out - o0 : 4;
       const uint8_t *w0 = base + (size_t)o0 * ld;
       if (buffered && buf) {
-        if (avx) rows_to_f32_avx512(w0, ld, dt, no, in, buf);
+        if (kq) krn_cpu_kq_rows(w0, ld, dt, no, in, buf, avx);
+        else if (avx) rows_to_f32_avx512(w0, ld, dt, no, in, buf);
         else {
           krn_w v = *w;
           v.cols = in;
@@ -307,6 +313,8 @@ void krn_cpu_matmul_w(float *y, const float *x, const krn_w *w, const float *bia
         if (buffered && buf) {
           if (avx) mm_tile_avx512(y, x, buf, (size_t)in, bias, t0, nt, o0, no, in, out);
           else mm_tile_c(y, x, buf, (size_t)in, bias, t0, nt, o0, no, in, out);
+        } else if (avx && kq) {
+          krn_cpu_kq_tile(y, x, w0, ld, dt, bias, t0, nt, o0, no, in, out);
         } else if (avx) {
           mmw_tile_avx512(y, x, w0, ld, dt, bias, t0, nt, o0, no, in, out);
         } else { /* portable path without its row buffer (out of memory) */
