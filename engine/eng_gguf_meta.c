@@ -210,8 +210,10 @@ static int token_id_of(const cJSON *vocab, const cJSON *added, const cJSON *v) {
 int ggw_write_tokenizer(ggw_kv *k, const char *dir, const cJSON *cfg, int64_t n_vocab, char *err, size_t errlen) {
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-  if (access(path, R_OK)) { /* no tokenizer: still record the special ids config.json names */
+  if (access(path, R_OK)) { /* no tokenizer: model "none" (llama.cpp's _set_vocab_none: it loads such a file
+                             * as vocabulary-free) and still the special ids config.json names */
     double v;
+    ggw_kv_str(k, "tokenizer.ggml.model", "none");
     if (ggw_cfg_num(cfg, "bos_token_id", &v) && v >= 0) ggw_kv_u32(k, "tokenizer.ggml.bos_token_id", (uint32_t)v);
     if (ggw_cfg_num(cfg, "eos_token_id", &v) && v >= 0) ggw_kv_u32(k, "tokenizer.ggml.eos_token_id", (uint32_t)v);
     return 0;

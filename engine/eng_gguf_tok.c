@@ -42,7 +42,12 @@ int eng_tok_load_gguf(eng_tokenizer **out, const char *path, char *err, size_t e
   int *ty = NULL;
   float *sc = NULL;
   int spm = model && ml == 5 && !memcmp(model, "llama", 5), bpe = model && ml == 4 && !memcmp(model, "gpt2", 4);
-  if (!model) { eng_errf(err, errlen, "%s: no tokenizer.ggml.model (no embedded tokenizer)", path); rc = -2; goto done; }
+  int none = model && ((ml == 4 && !memcmp(model, "none", 4)) || (ml == 8 && !memcmp(model, "no_vocab", 8)));
+  if (!model || none) { /* llama.cpp's spelling of "no vocabulary" is model "none" (or "no_vocab") */
+    eng_errf(err, errlen, "%s: %s (no embedded tokenizer)", path, model ? "tokenizer.ggml.model is 'none'" : "no tokenizer.ggml.model");
+    rc = -2;
+    goto done;
+  }
   if (!spm && !bpe) { eng_errf(err, errlen, "%s: tokenizer.ggml.model '%.*s' is not supported (gpt2, llama)", path, (int)ml, model); goto done; }
   if (!toks || toks->type != GGUF_T_ARRAY || toks->arr_type != GGUF_T_STRING || toks->n == 0 || toks->n >= (1u << 30)) {
     eng_errf(err, errlen, "%s: tokenizer.ggml.tokens missing or not a string array", path);
