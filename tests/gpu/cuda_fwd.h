@@ -2,7 +2,8 @@
  * (layer, position) and counts op timings, CPU and GPU runs of the same token stream
  * (prefill 100 tokens as 64 + 36, then 6 decode steps), and the comparison (logits within
  * a relative tolerance, identical expert sets except near-ties: CPU margin < 2e-3 on the
- * scores the router selects by, group scores included for the DeepSeek group routers). */
+ * scores the router selects by, group scores included for the DeepSeek group routers; a
+ * token whose experts flipped at a near-tie is left out of the logit and weight checks). */
 #ifndef MOESCOPE_CUDA_FWD_H
 #define MOESCOPE_CUDA_FWD_H
 
@@ -152,14 +153,16 @@ static int run_gpu(const eng_model *m, const int *ids, float *logits, rec *r, in
   return rc;
 }
 
+/* Logits within tol (relative to the largest |CPU logit|) and routing per (layer, token).
+ * A near-tie flip legitimately changes everything that token computes afterwards: its
+ * later layers' routing (any margin, counted as "after a near-tie") and its logits, so such
+ * tokens are left out of the logit and gate-weight figures (at most 10% of the tokens).
+ * Gate weights are compared per expert (a near-tie may swap the slot order). */
 static void compare(const eng_model *m, const float *lc, const float *lg, const rec *rc, const rec *rg, double tol,
                     const char *what) {
   const eng_config *g = &m->cfg;
   int V = g->vocab, T = NPRE + NDEC, k = rc->k;
-  double e = ct_relmax(lg, lc, (size_t)T * V);
-  printf("%s: logits max rel err %.3e (tol %.0e)\n", what, e, tol);
-  CHECKF(e <= tol, "%s: logits err %g", what, e);
-  int flips = 0, hard = 0, missing = 0;
+  int flips = 0, hard = 0, after = 0, missing = 0, tainted[NPRE + NDEC] = {0};
   double werr = 0;
   for (int l = 0; l < g->n_layers && l < MAXL; l++)
     for (int t = 0; t < T; t++) {
@@ -168,19 +171,37 @@ static void compare(const eng_model *m, const float *lc, const float *lg, const 
       if (!cmp_set(rc->ex[l][t], rg->ex[l][t], k)) {
         flips++;
         float mg = margin_of(m, l, rc->pr[l][t]);
-        if (mg >= 2e-3f) { hard++; fprintf(stderr, "%s: layer %d pos %d: experts differ at margin %g\n", what, l, t, mg); }
+        if (tainted[t]) { after++; printf("%s: layer %d pos %d: experts differ after a near-tie (margin %.2e)\n", what, l, t, mg); }
+        else if (mg >= 2e-3f) { hard++; fprintf(stderr, "%s: layer %d pos %d: experts differ at margin %g\n", what, l, t, mg); }
         else printf("%s: near-tie at layer %d pos %d (margin %.2e): expert sets differ\n", what, l, t, mg);
-      } else {
-        for (int j = 0; j < k; j++) {
-          double d = fabs(rc->w[l][t][j] - rg->w[l][t][j]);
-          if (d > werr) werr = d;
-        }
+        tainted[t] = 1;
+      } else if (!tainted[t]) {
+        for (int j = 0; j < k; j++)
+          for (int i = 0; i < k; i++)
+            if (rg->ex[l][t][i] == rc->ex[l][t][j]) {
+              double d = fabs(rc->w[l][t][j] - rg->w[l][t][i]);
+              if (d > werr) werr = d;
+            }
       }
     }
-  printf("%s: %d of %d (token, layer) expert sets differ (%d beyond the near-tie margin), gate weight err %.2e\n", what,
-         flips, T * g->n_layers, hard, werr);
+  int n_taint = 0;
+  double md = 0, mb = 1e-30;
+  for (int t = 0; t < T; t++) {
+    n_taint += tainted[t];
+    for (int v = 0; v < V; v++) {
+      double b = fabs((double)lc[(size_t)t * V + v]), d = fabs((double)lg[(size_t)t * V + v] - lc[(size_t)t * V + v]);
+      if (b > mb) mb = b;
+      if (!tainted[t] && !(d <= md)) md = d;   /* NaN propagates as failure */
+    }
+  }
+  double e = md / mb;
+  printf("%s: logits max rel err %.3e (tol %.0e; %d of %d tokens after a near-tie left out)\n", what, e, tol, n_taint, T);
+  CHECKF(e <= tol, "%s: logits err %g", what, e);
+  printf("%s: %d of %d (token, layer) expert sets differ (%d beyond the near-tie margin, %d after a near-tie), gate weight err %.2e\n",
+         what, flips, T * g->n_layers, hard, after, werr);
   CHECK(missing == 0);
   CHECK(hard == 0);
+  CHECK(n_taint * 10 <= T);
   CHECK(werr < 1e-2);
   CHECK(rg->n_ops > 0);
 }
