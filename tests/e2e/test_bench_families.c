@@ -85,16 +85,7 @@ static void bench_family(const char *dir, const char *fam) {
 }
 
 int main(void) {
-  char root[4096], *names[TST_MAX_FIXTURES];
-  tst_path(root, sizeof root, "MOESCOPE_SRC", "tests/fixtures");
-  int n = tst_hf_fixtures(root, "config.json", names);
-  REQUIRE(n >= 0);
-  for (int i = 0; i < n; i++) {
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
-    bench_family(dir, names[i] + 3);
-  }
-  tst_fixtures_free(names, n);
+  int n = tst_each_hf_fixture("config.json", bench_family);
   CHECKF(n >= 7, "expected the 7 HF fixture families, found %d", n);
   return tst_done();
 }

@@ -379,16 +379,7 @@ static void check_bad_inputs(void) {
 }
 
 int main(void) {
-  char root[4096], *names[TST_MAX_FIXTURES];
-  tst_path(root, sizeof root, "MOESCOPE_SRC", "tests/fixtures");
-  int n = tst_hf_fixtures(root, "config.json", names);
-  REQUIRE(n >= 0);
-  for (int i = 0; i < n; i++) {
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
-    check_family(dir, names[i] + 3);
-  }
-  tst_fixtures_free(names, n);
+  int n = tst_each_hf_fixture("config.json", check_family);
   CHECKF(n >= 8, "expected the 8 HF fixture folders (7 families + mixtral_tiny), found %d", n);
   check_bad_inputs();
   return tst_done();

@@ -35,4 +35,20 @@ static inline void tst_fixtures_free(char **names, int n) {
   for (int i = 0; i < n; i++) free(names[i]);
 }
 
+/* Calls fn(dir, family) for each fixture folder under $MOESCOPE_SRC/tests/fixtures holding
+ * must_have, in name order (family = the folder name without "hf_"); returns how many, or -1. */
+static inline int tst_each_hf_fixture(const char *must_have, void (*fn)(const char *dir, const char *family)) {
+  const char *src = getenv("MOESCOPE_SRC");
+  char root[4096], *names[TST_MAX_FIXTURES];
+  snprintf(root, sizeof root, "%s/tests/fixtures", src ? src : ".");
+  int n = tst_hf_fixtures(root, must_have, names);
+  for (int i = 0; i < n; i++) {
+    char dir[4400];
+    snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
+    fn(dir, names[i] + 3);
+  }
+  if (n > 0) tst_fixtures_free(names, n);
+  return n;
+}
+
 #endif
