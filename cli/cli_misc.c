@@ -192,12 +192,30 @@ int cli_diagnose(int argc, char **argv) {
 int cli_info(int argc, char **argv) {
   const char *C = "info", *dir = NULL;
   for (int i = 1; i < argc; i++) {
-    if (cli_is_help(argv[i])) { printf("usage: moescope info [MODEL_DIR|FILE.gguf]\n"); return CLI_OK; }
+    if (cli_is_help(argv[i])) {
+      printf("usage: moescope info [MODEL_DIR|FILE.gguf|TRACE.db]\n"
+             "A model: architecture, router, parameters (total / active per token), dtypes, tokenizer.\n"
+             "A trace DB: its meta table and, per run, model, policy, record level, device, row counts, labels.\n");
+      return CLI_OK;
+    }
     if (argv[i][0] == '-') return cli_fail(CLI_USAGE, C, "unknown option '%s'", argv[i]);
+    if (dir) return cli_fail(CLI_USAGE, C, "one model or trace DB at a time (got '%s' and '%s')", dir, argv[i]);
     dir = argv[i];
   }
   if (!dir) dir = cli_default_model();
   char err[1024];
+  { /* a SQLite file is a trace DB */
+    char magic[16] = {0};
+    FILE *f = fopen(dir, "rb");
+    size_t got = f ? fread(magic, 1, sizeof magic, f) : 0;
+    if (f) fclose(f);
+    if (got == sizeof magic && !memcmp(magic, "SQLite format 3", 16)) {
+      if (rep_info_cmd(dir, stdout, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
+      return CLI_OK;
+    }
+    if (f && memcmp(magic, "GGUF", 4))
+      return cli_fail(CLI_ERR, C, "%s: not a model folder, a GGUF file or a trace DB", dir);
+  }
   eng_model m;
   if (eng_model_load(&m, dir, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
   const eng_config *c = &m.cfg;

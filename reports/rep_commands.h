@@ -17,6 +17,10 @@
 int rep_stats_cmd(const char *db_path, long long run_id /* <0 = latest */, int json, FILE *out,
                   char *err, size_t errlen);
 
+/* `moescope info TRACE.db` (reports/rep_info.c): meta table, then per run the model, policy,
+ * record level, device, row counts per table and labels. */
+int rep_info_cmd(const char *db_path, FILE *out, char *err, size_t errlen);
+
 /* Writes a report folder (created with mkdir -p): figures (see reports/rep_figs.c, and the
  * gpu_timeline of reports/rep_timeline.h) as PNG,
  * SVG and PDF, report.md, report.tex, a self-contained index.html (figures embedded as
