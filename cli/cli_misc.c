@@ -213,7 +213,7 @@ int cli_info(int argc, char **argv) {
       if (rep_info_cmd(dir, stdout, err, sizeof err)) return cli_fail(CLI_ERR, C, "%s", err);
       return CLI_OK;
     }
-    if (f && memcmp(magic, "GGUF", 4))
+    if (f && got >= 4 && memcmp(magic, "GGUF", 4))
       return cli_fail(CLI_ERR, C, "%s: not a model folder, a GGUF file or a trace DB", dir);
   }
   eng_model m;

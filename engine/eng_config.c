@@ -288,7 +288,8 @@ int eng_config_parse(eng_config *c, const char *text, const char *path, char *er
     c->n_kv_heads = c->n_heads;                      /* keys are decompressed per head */
     c->rope_dim = c->qk_rope_dim;
     c->attn_scale = 1.0 / sqrt((double)c->head_dim);
-    if (c->family == ENG_FAM_DEEPSEEK_V3 && c->rope_yarn && c->yarn_mscale_all_dim != 0) {
+    /* HF DeepseekV2/V3Attention (yarn_apply_mscale): softmax scale x mscale(factor, mscale_all_dim)^2 */
+    if (c->rope_yarn && c->yarn_mscale_all_dim != 0) {
       double m = yarn_mscale(c->yarn_factor, c->yarn_mscale_all_dim);
       c->attn_scale *= m * m;
     }

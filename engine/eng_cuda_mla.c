@@ -7,7 +7,7 @@
  *   when configured) on every head's q_pe and on the shared k_pe;
  *   cache rows (float32, decompressed per head): keys [k_nope | k_pe], values v;
  *   causal attention with qk dim nope+rope != v dim and the config's softmax scale (YaRN
- *   mscale^2 for DeepSeek-V3); o_proj (+ bias) added into the residual stream.
+ *   mscale^2 for DeepSeek-V2/V3); o_proj (+ bias) added into the residual stream.
  * Weights are BF16 on the device like every other matrix (eng_cuda.h). */
 #include "engine/eng_cuda_int.h"
 

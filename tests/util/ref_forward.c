@@ -196,7 +196,7 @@ int ref_forward(const char *dir, const int *ids, int n, ref_out *out, char *err,
   double scale = 1.0 / sqrt((double)qk);
   double inv[512], af;
   rope_freqs(r, rdim, inv, &af);
-  if (v3 && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r->cfg, "rope_scaling"))) {
+  if ((v2 || v3) && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r->cfg, "rope_scaling"))) {
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(r->cfg, "rope_scaling");
     double ma = subd(rs, "mscale_all_dim", 0);
     if (ma) { double m = mscale(subd(rs, "factor", 1), ma); scale *= m * m; }
