@@ -73,7 +73,11 @@ def cfg_deepseek_v2():
              topk_method="group_limited_greedy", n_group=4, topk_group=2, routed_scaling_factor=1.5,
              norm_topk_prob=False, q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8,
              qk_nope_head_dim=8, v_head_dim=8, attention_bias=False, mlp_bias=False,
-             rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+             # YaRN with equal mscale/mscale_all_dim (as the real DeepSeek-V2 configs): the softmax
+             # scale gets mscale(factor, mscale_all_dim)^2 (HF yarn_apply_mscale), cos/sin x 1
+             rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                              "original_max_position_embeddings": 16, "beta_fast": 32.0, "beta_slow": 1.0,
+                              "mscale": 0.707, "mscale_all_dim": 0.707})
     return DeepseekV2Config(**c), DeepseekV2ForCausalLM
 
 

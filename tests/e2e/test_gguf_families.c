@@ -119,8 +119,12 @@ static void check_metadata_only(const char *dir, const char *gguf, const char *f
   REQUIRE(eng_gguf_open(&g, gguf, err, sizeof err) == 0);
   CHECKF(eng_gguf_find(&g, ENG_GGUF_KEY_HF_CONFIG) == NULL, "%s: --no-hf-config still wrote %s", fam, ENG_GGUF_KEY_HF_CONFIG);
   moescope_keys(&g, keys, sizeof keys);
+  /* gpt_oss: swiglu_limit 1.0 is not llama.cpp's fixed 7; deepseek_v3: mscale 1.0 != mscale_all_dim
+   * 0.8 (llama.cpp assumes equal); deepseek_v2: mscale_all_dim 0.707 does not survive float32
+   * 0.1*x then 10*y exactly, so the exact value rides along */
   const char *want = !strcmp(fam, "gpt_oss") ? "moescope.swiglu_limit"
-                     : !strcmp(fam, "deepseek_v3") ? "moescope.rope.scaling.yarn_mscale" : "";
+                     : !strcmp(fam, "deepseek_v3") ? "moescope.rope.scaling.yarn_mscale"
+                     : !strcmp(fam, "deepseek_v2") ? "moescope.rope.scaling.yarn_mscale_all_dim" : "";
   CHECKF(!strcmp(keys, want), "%s: moescope.* keys '%s', expected '%s'", fam, keys, want);
   char *txt = eng_gguf_config_json(&g, err, sizeof err);
   CHECKF(txt != NULL, "%s: config from metadata: %s", fam, err);
