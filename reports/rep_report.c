@@ -8,7 +8,8 @@
  * through analysis/. Also the timeline figure gpu_timeline (rep_timeline.c: GPU kernels per
  * stream, or the CPU op timers when the run has no kernels; window --timeline-batches) and
  * the time tables of `export --time` (rep_time.c: time by layer / op / expert, cost of
- * imbalance). */
+ * imbalance), and the flow figures transitions_sankey and bias_trajectory (rep_bias.h:
+ * rep_sankey.c, rep_bias.c). */
 #include "reports/rep_commands.h"
 #include "reports/rep_internal.h"
 
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "analysis/ana_diag.h"
+#include "reports/rep_bias.h"
 #include "reports/rep_report_int.h"
 #include "reports/rep_timeline.h"
 
@@ -279,6 +281,20 @@ static int fig_timeline(const rep_timeline *tl, long long run, const char *outdi
   return 0;
 }
 
+/* The flow figures of rep_bias.h: transitions_sankey (needs routing in >= 2 MoE layers)
+ * and bias_trajectory (needs router_bias rows); a note for each one skipped. */
+static int fig_flows(ana_db *d, const ana_diag *dg, const char *outdir, unsigned fmt, rep_figs *fg, char *note,
+                     size_t notelen, char *err, size_t errlen) {
+  char why[512];
+  int rc = rep_sankey_figure(dg, outdir, fmt, fg, why, sizeof why, err, errlen);
+  if (rc < 0) return -1;
+  if (rc == 1 && why[0]) note_add(note, notelen, why);
+  rc = rep_bias_figure(d, dg->sum.run.run_id, outdir, fmt, fg, why, sizeof why, err, errlen);
+  if (rc < 0) return -1;
+  if (rc == 1 && why[0]) note_add(note, notelen, why);
+  return 0;
+}
+
 int rep_report_cmd_opts(const char *db_path, long long run_id, const char *outdir, const rep_report_opts *o, char *err,
                         size_t errlen) {
   if (!outdir || !*outdir) { snprintf(err, errlen, "no output directory given"); return -1; }
@@ -304,6 +320,7 @@ int rep_report_cmd_opts(const char *db_path, long long run_id, const char *outdi
   rep_png_async_begin();   /* PNGs are deflated on a second thread while the rest goes on */
   if (rep_figures(d, &dg, outdir, fmt, &fg, note, sizeof note, err, errlen) != 0) goto done;
   if (fig_timeline(&tl, run, outdir, fmt, &fg, note, sizeof note, err, errlen) != 0) goto done;
+  if (fig_flows(d, &dg, outdir, fmt, &fg, note, sizeof note, err, errlen) != 0) goto done;
   if (build_tables(d, &dg, tab, &ntab, err, errlen) != 0) goto done;
   if (rep_time_tables(d->db, d->path, run, tab, REP_MAX_TABLES, &ntab, err, errlen) != 0) goto done;
   for (int i = 0; i < ntab; i++) {

@@ -242,11 +242,12 @@ static void test_report(const char *db, const char *tmp) {
   char out[4096], p[4600], err[512];
   snprintf(out, sizeof out, "%s/rep_report_out/nested", tmp);
   CHECKF(rep_report_cmd(db, -1, out, err, sizeof err) == 0, "%s", err);
-  enum { NF = 19 };
+  enum { NF = 20 };
   const char *stems[NF] = {"heatmap_load", "balance_layers", "balance_cv", "label_pref_layer0", "label_pref_layer1",
                            "label_pref_layer2", "label_pref_layer3", "coact_layer0", "coact_layer1", "coact_layer2",
                            "coact_layer3", "trans_layer0", "trans_layer1", "trans_layer2", "position_layer0",
-                           "position_layer1", "position_layer2", "position_layer3", "gate_weights"};
+                           "position_layer1", "position_layer2", "position_layer3", "gate_weights",
+                           "transitions_sankey"};
   snprintf(p, sizeof p, "%s/index.html", out);
   char *html = slurp(p, NULL);
   snprintf(p, sizeof p, "%s/report.md", out);
