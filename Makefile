@@ -22,7 +22,7 @@ demo: build
 # The whole suite (gpu tests skip without a device), then the sanitizer pass (ASan + UBSan)
 # over the unit and bad-input tests and the end-to-end tests that exercise the engine,
 # loaders and exporters once each (the long CLI loops run in the normal pass only).
-ASAN_E2E ?= '^e2e\.test_(fidelity_hf|fidelity_trained|fidelity_qwen2moe|cli_logits|hf_families|convert_gguf|gguf_families|gguf_tokenizer|kquant_model|export|nvtx|report|timeline)$$'
+ASAN_E2E ?= '^e2e\.test_(fidelity_hf|fidelity_trained|fidelity_qwen2moe|cli_logits|hf_families|convert_gguf|gguf_families|gguf_tokenizer|gguf_vocab|kquant_model|export|nvtx|report|timeline)$$'
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) test-asan

@@ -24,11 +24,23 @@
  * DeepSeek mscale != mscale_all_dim, a greedy/group-limited choice that n_group/topk_group
  * do not imply, rope_interleave false. Qwen's mlp_only_layers / decoder_sparse_step and
  * every attention bias need no key: the reader infers them from the tensors present.
- * Metadata-only mode (no moescope.hf_config) refuses only a synthetic `moescope_router`. */
+ * Metadata-only mode (no moescope.hf_config) refuses only a synthetic `moescope_router`.
+ *
+ * Tokenizer (tokenizer.json): byte-level BPE -> model "gpt2", SentencePiece-style (as
+ * eng_tok_load decides) -> "llama" with scores = -rank of the merge making each piece. Added
+ * tokens are type 3 (special) / 4; ids up to the model's vocab size that the json lacks are
+ * [PADn] fillers of type 5 (UNUSED, as llama.cpp writes them: never matched in text).
+ * tokenizer.ggml.pre is the llama.cpp name whose regexes (eng_gguf_tok.c's table) are exactly
+ * the json's split regexes; when none is, "default" plus moescope.tokenizer.pattern holding
+ * them. Also moescope.tokenizer.ignore_merges when the name does not imply the json's value,
+ * ByteLevel add_prefix_space as tokenizer.ggml.add_space_prefix (+ prefix_stage), the Unicode
+ * normalizer as moescope.tokenizer.normalizer, and for SPM the Metaspace dummy prefix as
+ * add_space_prefix (+ moescope.tokenizer.prepend_scheme "first"); see eng_gguf_write_int.h. */
 #include "engine/eng_util.h"
 #include "engine/eng_gguf.h"
 #include "engine/eng_gguf_names.h"
 #include "engine/eng_gguf_write_int.h"
+#include "engine/eng_tokenizer_int.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -206,6 +218,75 @@ static int token_id_of(const cJSON *vocab, const cJSON *added, const cJSON *v) {
   return cJSON_IsNumber(x) ? x->valueint : -1;
 }
 
+/* The byte-level pre-tokenizer of a tokenizer.json, as eng_tokenizer.c's loader reads it: the
+ * regex stages in order (Split Regex as is, Split String as \Q..\E, ByteLevel use_regex =
+ * GPT-2's regex), ByteLevel's add_prefix_space and the stage it sits at. bad: a node that
+ * loader refuses (then nothing exact can be written). */
+#define PRETOK_MAX 16
+typedef struct { const char *re[PRETOK_MAX]; char *own[PRETOK_MAX]; int n, prefix, stage, bad; } pretok;
+
+static void pretok_add(pretok *p, const char *re, char *own) {
+  if (p->n == PRETOK_MAX) { p->bad = 1; free(own); return; }
+  p->own[p->n] = own;
+  p->re[p->n++] = re;
+}
+
+static void pretok_walk(pretok *p, const cJSON *node, int depth) {
+  const cJSON *ty = cJSON_GetObjectItemCaseSensitive(node, "type");
+  const char *type = cJSON_IsString(ty) ? ty->valuestring : "";
+  if (!strcmp(type, "Sequence") && depth < 8) {
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(node, "pretokenizers");
+    for (const cJSON *e = cJSON_IsArray(l) ? l->child : NULL; e; e = e->next) pretok_walk(p, e, depth + 1);
+  } else if (!strcmp(type, "ByteLevel")) {
+    p->prefix = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(node, "add_prefix_space"));
+    p->stage = p->n;
+    const char *const *gpt2;
+    int im;
+    if (!cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(node, "use_regex")) && ggw_pre_regexes("gpt-2", 5, &gpt2, &im) == 1)
+      pretok_add(p, gpt2[0], NULL);
+  } else if (!strcmp(type, "Split")) {
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(node, "pattern");
+    const cJSON *rx = cJSON_GetObjectItemCaseSensitive(pat, "Regex"), *lit = cJSON_GetObjectItemCaseSensitive(pat, "String");
+    const cJSON *beh = cJSON_GetObjectItemCaseSensitive(node, "behavior");
+    if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated") || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(node, "invert")))
+      p->bad = 1;
+    else if (cJSON_IsString(rx)) pretok_add(p, rx->valuestring, NULL);
+    else if (cJSON_IsString(lit) && !strstr(lit->valuestring, "\\E")) {
+      size_t n = strlen(lit->valuestring) + 5;
+      char *q = malloc(n);
+      if (!q) { p->bad = 1; return; }
+      snprintf(q, n, "\\Q%s\\E", lit->valuestring);
+      pretok_add(p, q, q);
+    } else p->bad = 1;
+  } else p->bad = 1;
+}
+
+/* tokenizer.ggml.pre for a byte-level tokenizer.json: the llama.cpp name whose regexes are the
+ * json's exactly (ggw_pre_name); otherwise "default" plus moescope.tokenizer.pattern with the
+ * exact regexes. Also ignore_merges when the name does not imply it, and add_prefix_space. */
+static void write_pretok(ggw_kv *k, const cJSON *j, const cJSON *model) {
+  pretok p = {0};
+  const cJSON *pre = cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer");
+  if (pre && !cJSON_IsNull(pre)) pretok_walk(&p, pre, 0);
+  else p.bad = 1;
+  int im = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "ignore_merges")), im_ok = 0;
+  const char *name = p.bad ? NULL : ggw_pre_name(p.re, p.n, im, &im_ok);
+  ggw_kv_str(k, "tokenizer.ggml.pre", name ? name : "default");
+  if (!name && !p.bad) {
+    if (p.n == 1) ggw_kv_str(k, GGW_TOK_PATTERN, p.re[0]);
+    else {
+      ggw_kv_arr(k, GGW_TOK_PATTERN, GGUF_T_STRING, (uint64_t)p.n);
+      for (int i = 0; i < p.n; i++) ggw_put_str(&k->b, p.re[i], strlen(p.re[i]));
+    }
+  }
+  if (!im_ok && (name || im)) ggw_kv_bool(k, GGW_TOK_IGNORE_MERGES, im); /* "default" implies false */
+  if (p.prefix) {
+    ggw_kv_bool(k, "tokenizer.ggml.add_space_prefix", 1);
+    if (p.stage) ggw_kv_u32(k, GGW_TOK_PREFIX_STAGE, (uint32_t)p.stage);
+  }
+  for (int i = 0; i < p.n; i++) free(p.own[i]);
+}
+
 /* Adds the tokenizer.ggml.* keys. Returns 0 (also when there is no tokenizer.json) or -1. */
 int ggw_write_tokenizer(ggw_kv *k, const char *dir, const cJSON *cfg, int64_t n_vocab, char *err, size_t errlen) {
   char path[PATH_MAX];
@@ -230,7 +311,7 @@ int ggw_write_tokenizer(ggw_kv *k, const char *dir, const cJSON *cfg, int64_t n_
     rc = eng_errf(err, errlen, "%s/tokenizer.json: no BPE model.vocab / model.merges", dir);
     goto done;
   }
-  int spm = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"));
+  int spm = eng_tki_is_spm_json(j); /* as eng_tok_load decides */
   int64_t n = n_vocab;
   for (const cJSON *e = vocab->child; e; e = e->next) if (cJSON_IsNumber(e) && e->valueint >= n) n = e->valueint + 1;
   for (const cJSON *a = added ? added->child : NULL; a; a = a->next) {
@@ -251,7 +332,11 @@ int ggw_write_tokenizer(ggw_kv *k, const char *dir, const cJSON *cfg, int64_t n_
     type[id->valueint] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "special")) ? 3 : 4;
   }
   for (int64_t i = 0; i < n; i++)
-    if (!tok[i]) { snprintf(pad[i], sizeof pad[i], "[PAD%lld]", (long long)i); tok[i] = pad[i]; type[i] = 4; }
+    if (!tok[i]) { /* filler up to the model's vocab size: UNUSED, as llama.cpp writes it (never matched) */
+      snprintf(pad[i], sizeof pad[i], "[PAD%lld]", (long long)i);
+      tok[i] = pad[i];
+      type[i] = 5;
+    }
   const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
   if (spm) {
     int r = 0;
@@ -275,15 +360,17 @@ int ggw_write_tokenizer(ggw_kv *k, const char *dir, const cJSON *cfg, int64_t n_
     if (cJSON_IsString(unk)) { int u = token_id_of(vocab, added, unk); if (u >= 0 && u < n) type[u] = 2; }
   }
   ggw_kv_str(k, "tokenizer.ggml.model", spm ? "llama" : "gpt2");
-  if (!spm) {
-    const char *pre = "default";
-    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer");
-    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(pt, "type");
-    if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "ByteLevel") &&
-        !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(pt, "use_regex")))
-      pre = "gpt-2";
-    ggw_kv_str(k, "tokenizer.ggml.pre", pre);
+  if (!spm) write_pretok(k, j, model);
+  else { /* dummy prefix: llama.cpp's add_space_prefix; HF Metaspace "first" in our own key */
+    int prefix = eng_tki_spm_json_prefix(j);
+    ggw_kv_bool(k, "tokenizer.ggml.add_space_prefix", prefix != ENG_SPM_PREFIX_NONE);
+    if (prefix == ENG_SPM_PREFIX_FIRST) ggw_kv_str(k, GGW_TOK_PREPEND_SCHEME, "first");
   }
+  int form = ENG_TOK_NORM_NONE;
+  char nerr[256];
+  if (eng_tki_parse_norm(cJSON_GetObjectItemCaseSensitive(j, "normalizer"), spm, &form, dir, nerr, sizeof nerr) == 0 &&
+      form != ENG_TOK_NORM_NONE)
+    ggw_kv_str(k, GGW_TOK_NORMALIZER, eng_tok_norm_name(form));
   ggw_kv_arr(k, "tokenizer.ggml.tokens", GGUF_T_STRING, (uint64_t)n);
   for (int64_t i = 0; i < n; i++) ggw_put_str(&k->b, tok[i], strlen(tok[i]));
   if (spm) {

@@ -1,14 +1,28 @@
 /* eng_gguf_tok.c — the tokenizer embedded in a GGUF file (contract: eng_tok_load_gguf in
  * eng_tokenizer.h): tokenizer.ggml.model "gpt2" (tokens in GPT-2 byte-unicode form, merges
- * "a b" by rank, token_type 3/4 split out first, tokenizer.ggml.pre choosing the split
- * regex) or "llama" (SentencePiece BPE: tokens with U+2581, scores, token_type, byte
- * fallback through the <0xXX> tokens, add_space_prefix default true; control tokens are not
- * matched in text, as llama.cpp without parse_special). No Unicode normalizer: GGUF has no
- * key for one and llama.cpp does not normalise, so a GGUF converted from a tokenizer.json with
- * NFC encodes non-NFC text differently from that json (identically for NFC text).
+ * "a b" by rank, token_type 3/4 split out first, 5 (unused, e.g. [PADn] fillers) inert) or
+ * "llama" (SentencePiece BPE: tokens with U+2581, scores, token_type, byte fallback through
+ * the <0xXX> tokens, add_space_prefix default true; control tokens are not matched in text, as
+ * llama.cpp without parse_special).
+ *
+ * Byte-level split regexes: moescope.tokenizer.pattern (a string or a string array: the exact
+ * regexes of the tokenizer.json, written by `moescope convert` when no pre name fits) wins;
+ * else tokenizer.ggml.pre through pre_defs below: the regexes llama.cpp's llama-vocab.cpp uses
+ * for each name, in their tokenizer.json spelling (llama.cpp rewrites some for its own regex
+ * engine, e.g. (?i:'s|...) as '[sS]|...; PCRE2 takes the originals). A missing pre is
+ * "default", llama.cpp's fallback list (not GPT-2's regex). ignore_merges follows the name as
+ * in llama.cpp (llama-bpe group, tekken), overridden by moescope.tokenizer.ignore_merges.
+ * tokenizer.ggml.add_space_prefix: SPM dummy prefix (default true); for gpt2 our extension =
+ * HF ByteLevel add_prefix_space (llama.cpp ignores it for BPE), at the regex stage
+ * moescope.tokenizer.prefix_stage (default 0). moescope.tokenizer.prepend_scheme "first":
+ * the SPM prefix only when the text does not start with a space (HF Metaspace).
+ * moescope.tokenizer.normalizer (NFC/NFD/NFKC/NFKD) is applied as tokenizer.json's
+ * normalizer is; llama.cpp has no such key and does not normalise, so on non-normalised
+ * text llama.cpp and the tokenizer.json can differ where we follow the json.
  * Also eng_tok_load_model: the tokenizer of a model folder or GGUF file (CLI --model). */
 #include "engine/eng_util.h"
 #include "engine/eng_gguf.h"
+#include "engine/eng_gguf_write_int.h"
 #include "engine/eng_tokenizer.h"
 
 #include <limits.h>
@@ -24,6 +38,93 @@
                  "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define LLAMA3_RE "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*" \
                   "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define O200K_RE "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?" \
+                 "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?" \
+                 "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define TEKKEN_RE "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+" \
+                  "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*" \
+                  "|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+/* DeepSeek-V3: digits in threes, CJK + kana runs, then the main pattern (raw CR/LF as in its json) */
+#define DSV3_CJK_RE "[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+"
+#define DSV3_RE "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+" \
+                "| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"
+#define CJK_HANGUL_RE "[\xe4\xb8\x80-\xe9\xbe\xa5\xe0\xa0\x80-\xe4\xb8\x80\xea\xb0\x80-\xed\x9f\xbf]+"
+#define DSLLM_LETTERS_RE \
+  "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+"
+#define PORO_RE " ?[^(\\s|.,!?…。，、।۔،)]+"
+
+/* names: NUL-separated, the first is the one `moescope convert` writes. */
+typedef struct { const char *names; int ignore_merges, n; const char *re[6]; } pre_def;
+static const pre_def pre_defs[] = {
+  {"gpt-2\0gpt2\0mpt\0olmo\0phi-2\0jais\0trillion\0granite-docling\0exaone4\0jina-es\0jina-de\0gigachat\0"
+   "jina-v2-es\0jina-v2-de\0a.x-4.0\0mellum\0jina-v1-en\0jina-v2-code\0roberta-bpe\0", 0, 1, {GPT2_RE}},
+  {"qwen2\0deepseek-r1-qwen\0kormo\0stablelm2\0hunyuan\0megrez\0grok-2\0", 0, 1, {QWEN2_RE}},
+  {"llama-bpe\0llama3\0llama-v3\0falcon3\0falcon-h1\0pixtral\0midm-2.0\0lfm2\0", 1, 1, {LLAMA3_RE}},
+  {"dbrx\0smaug-bpe\0chatglm-bpe\0glm4\0", 0, 1, {LLAMA3_RE}},
+  {"deepseek-v3\0hunyuan-dense\0", 0, 3, {"\\p{N}{1,3}", DSV3_CJK_RE, DSV3_RE}},
+  {"deepseek-llm\0", 0, 6, {"[\r\n]", DSLLM_LETTERS_RE, "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", CJK_HANGUL_RE, "\\p{N}+"}},
+  {"deepseek-coder\0", 0, 5, {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", CJK_HANGUL_RE, "\\p{N}"}},
+  {"starcoder\0refact\0command-r\0smollm\0codeshell\0exaone\0minerva-7b\0", 0, 2, {"\\p{N}", GPT2_RE}},
+  {"falcon\0", 0, 3, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_RE, "[0-9][0-9][0-9]"}},
+  {"gpt-4o\0llama4\0minimax-m2\0", 0, 1, {O200K_RE}},
+  {"tekken\0", 1, 1, {TEKKEN_RE}},
+  {"seed-coder\0", 0, 1, {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1}| ?[^\\s\\p{L}\\p{N}\r\n]+|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"}},
+  {"poro-chat\0bloom\0gpt3-finnish\0", 0, 1, {PORO_RE}},
+  {"viking\0", 0, 2, {PORO_RE, "\\p{N}"}},
+  {"default\0", 0, 4, {"[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_RE, "\\p{N}+", "[0-9][0-9][0-9]"}},
+};
+#define N_PRE_DEFS (sizeof pre_defs / sizeof pre_defs[0])
+
+int ggw_pre_regexes(const char *pre, size_t len, const char *const **re, int *ignore_merges) {
+  for (size_t d = 0; d < N_PRE_DEFS; d++)
+    for (const char *nm = pre_defs[d].names; *nm; nm += strlen(nm) + 1)
+      if (strlen(nm) == len && !memcmp(nm, pre, len)) {
+        *re = pre_defs[d].re;
+        *ignore_merges = pre_defs[d].ignore_merges;
+        return pre_defs[d].n;
+      }
+  return -1;
+}
+
+/* Next character of a regex with raw CR / LF / TAB read as their escapes ("\r" ...): *s
+ * advances; returns the character (a raw one turned into 'r' / 'n' / 't' after a '\\'). */
+static int re_next(const char **s, int *pending) {
+  if (*pending) { int c = *pending; *pending = 0; return c; }
+  int c = (unsigned char)*(*s)++;
+  if (c == '\r' || c == '\n' || c == '\t') { *pending = c == '\r' ? 'r' : c == '\n' ? 'n' : 't'; return '\\'; }
+  return c;
+}
+static int re_same(const char *a, const char *b) {
+  int pa = 0, pb = 0;
+  for (;;) {
+    if (!*a && !pa) return !*b && !pb;
+    if (!*b && !pb) return 0;
+    if (re_next(&a, &pa) != re_next(&b, &pb)) return 0;
+  }
+}
+
+const char *ggw_pre_name(const char *const *re, int n, int ignore_merges, int *im_ok) {
+  const char *any = NULL;
+  for (size_t d = 0; d < N_PRE_DEFS; d++) {
+    if (pre_defs[d].n != n || !strcmp(pre_defs[d].names, "default")) continue;
+    int same = 1;
+    for (int i = 0; i < n && same; i++) same = re_same(re[i], pre_defs[d].re[i]);
+    if (!same) continue;
+    if (pre_defs[d].ignore_merges == (ignore_merges != 0)) { *im_ok = 1; return pre_defs[d].names; }
+    if (!any) any = pre_defs[d].names;
+  }
+  *im_ok = 0;
+  return any;
+}
+
+/* A GGUF string key as a NUL-terminated copy (NULL when absent or not a string). */
+static char *gguf_strdup(const eng_gguf *g, const char *key) {
+  size_t n = 0;
+  const char *s = eng_gguf_get_str(g, key, &n);
+  char *c = s ? malloc(n + 1) : NULL;
+  if (c) { memcpy(c, s, n); c[n] = 0; }
+  return c;
+}
 
 int eng_tok_load_gguf(eng_tokenizer **out, const char *path, char *err, size_t errlen) {
   *out = NULL;
@@ -37,7 +138,11 @@ int eng_tok_load_gguf(eng_tokenizer **out, const char *path, char *err, size_t e
   const eng_gguf_kv *types = eng_gguf_find(&g, "tokenizer.ggml.token_type");
   const eng_gguf_kv *scores = eng_gguf_find(&g, "tokenizer.ggml.scores");
   const eng_gguf_kv *merges = eng_gguf_find(&g, "tokenizer.ggml.merges");
+  const eng_gguf_kv *pat = eng_gguf_find(&g, GGW_TOK_PATTERN);
   const char **tok = NULL, **mer = NULL;
+  const char *const *pats = NULL;
+  char **own = NULL, *normname = NULL, *scheme = NULL;
+  int npats = 0;
   size_t *tl = NULL, *mlen = NULL;
   int *ty = NULL;
   float *sc = NULL;
@@ -87,27 +192,55 @@ int eng_tok_load_gguf(eng_tokenizer **out, const char *path, char *err, size_t e
     if (!mer || !mlen) { eng_errf(err, errlen, "%s: out of memory", path); goto done; }
     for (int i = 0; i < nm; i++) mer[i] = eng_gguf_arr_str(merges, (uint64_t)i, &mlen[i]);
   }
-  const char *pattern = GPT2_RE;
-  if (bpe && pre) {
-    static const char *const gpt2ish[] = {"default", "gpt-2", "gpt2", "mpt", "olmo", "starcoder", "refact", "jais", NULL};
-    int known = 0;
-    for (int i = 0; gpt2ish[i]; i++) if (pl == strlen(gpt2ish[i]) && !memcmp(pre, gpt2ish[i], pl)) known = 1;
-    if (!known && pl == 5 && !memcmp(pre, "qwen2", 5)) { pattern = QWEN2_RE; known = 1; }
-    if (!known && ((pl == 9 && !memcmp(pre, "llama-bpe", 9)) || (pl == 6 && !memcmp(pre, "llama3", 6)))) { pattern = LLAMA3_RE; known = 1; }
-    if (!known) { eng_errf(err, errlen, "%s: tokenizer.ggml.pre '%.*s' is not supported", path, (int)pl, pre); goto done; }
+  int ignore_merges = 0;
+  if (bpe && pat) { /* our exact regexes win over the pre name */
+    int arr = pat->type == GGUF_T_ARRAY && pat->arr_type == GGUF_T_STRING && pat->n <= 64;
+    if (!arr && pat->type != GGUF_T_STRING) { eng_errf(err, errlen, "%s: %s is not a string or string array", path, GGW_TOK_PATTERN); goto done; }
+    npats = arr ? (int)pat->n : 1;
+    if (!(own = calloc((size_t)npats + 1, sizeof *own))) { eng_errf(err, errlen, "%s: out of memory", path); goto done; }
+    for (int i = 0; i < npats; i++) {
+      size_t len = 0;
+      const char *s = arr ? eng_gguf_arr_str(pat, (uint64_t)i, &len) : eng_gguf_get_str(&g, GGW_TOK_PATTERN, &len);
+      if (!s || !(own[i] = malloc(len + 1))) { eng_errf(err, errlen, "%s: bad %s", path, GGW_TOK_PATTERN); goto done; }
+      memcpy(own[i], s, len);
+      own[i][len] = 0;
+    }
+    pats = (const char *const *)own;
   }
-  int64_t bos = -1, eos = -1, unk = -1, add_space = 1;
+  if (bpe) { /* the name still gives ignore_merges (and the regexes when there is no pattern key) */
+    const char *const *re = NULL;
+    int k = pre ? ggw_pre_regexes(pre, pl, &re, &ignore_merges) : ggw_pre_regexes("default", 7, &re, &ignore_merges);
+    if (k < 0 && !pats) { eng_errf(err, errlen, "%s: tokenizer.ggml.pre '%.*s' is not supported", path, (int)pl, pre); goto done; }
+    if (k < 0) ignore_merges = 0;
+    if (!pats) { pats = re; npats = k; }
+    int64_t im = 0;
+    if (eng_gguf_get_int(&g, GGW_TOK_IGNORE_MERGES, &im) == 0) ignore_merges = im != 0;
+  }
+  int64_t bos = -1, eos = -1, unk = -1, add_space = spm, stage = 0;
   eng_gguf_get_int(&g, "tokenizer.ggml.bos_token_id", &bos);
   eng_gguf_get_int(&g, "tokenizer.ggml.eos_token_id", &eos);
   eng_gguf_get_int(&g, "tokenizer.ggml.unknown_token_id", &unk);
   eng_gguf_get_int(&g, "tokenizer.ggml.add_space_prefix", &add_space);
+  eng_gguf_get_int(&g, GGW_TOK_PREFIX_STAGE, &stage);
   if (spm && unk < 0) for (int i = 0; i < n && unk < 0; i++) if (ty[i] == 2) unk = i;
+  int form = ENG_TOK_NORM_NONE;
+  if ((normname = gguf_strdup(&g, GGW_TOK_NORMALIZER))) {
+    for (int f = ENG_TOK_NORM_NFC; f <= ENG_TOK_NORM_NFKD && !form; f++) if (!strcmp(normname, eng_tok_norm_name(f))) form = f;
+    if (!form && strcmp(normname, "none")) { eng_errf(err, errlen, "%s: %s '%s' is not supported (NFC, NFD, NFKC, NFKD)", path, GGW_TOK_NORMALIZER, normname); goto done; }
+  }
+  int prefix = spm && add_space ? ENG_SPM_PREFIX_ALWAYS : ENG_SPM_PREFIX_NONE;
+  if (prefix && (scheme = gguf_strdup(&g, GGW_TOK_PREPEND_SCHEME)) && !strcmp(scheme, "first")) prefix = ENG_SPM_PREFIX_FIRST;
   eng_tok_spec sp = {.kind = spm ? ENG_TOK_SPM : ENG_TOK_BYTE_BPE, .n = n, .tok = tok, .tok_len = tl, .type = ty,
-                     .score = spm ? sc : NULL, .n_merges = nm, .merge = mer, .merge_len = mlen, .pattern = pattern,
-                     .spm_prefix = spm && add_space ? ENG_SPM_PREFIX_ALWAYS : ENG_SPM_PREFIX_NONE, .byte_fallback = spm,
+                     .score = spm ? sc : NULL, .n_merges = nm, .merge = mer, .merge_len = mlen,
+                     .patterns = bpe ? pats : NULL, .n_patterns = npats, .add_prefix_space = bpe && add_space,
+                     .prefix_stage = stage >= 0 && stage <= npats ? (int)stage : 0, .ignore_merges = bpe && ignore_merges,
+                     .spm_prefix = prefix, .byte_fallback = spm,
                      .bos = (int)(bos < n ? bos : -1), .eos = (int)(eos < n ? eos : -1), .unk = (int)(unk < n ? unk : -1)};
   rc = eng_tok_build(out, &sp, path, err, errlen);
+  if (rc == 0) eng_tok_set_norm(*out, form);
 done:
+  for (int i = 0; own && i < npats; i++) free(own[i]);
+  free(own); free(normname); free(scheme);
   free(tok); free(tl); free(ty); free(sc); free(mer); free(mlen);
   eng_gguf_close(&g);
   return rc;

@@ -62,6 +62,7 @@ int eng_tok_build(eng_tokenizer **out, const eng_tok_spec *sp, const char *what,
       continue;
     }
     if (!t->spm) {
+      if (ty == 5) continue; /* unused: decodable only (its piece is set after the whole-word map) */
       if (eng_smap_put(&map, s, n, i, 0) || eng_tki_set_piece(t, i, s, n, 0)) { eng_errf(err, errlen, "%s: out of memory", what); goto done; }
       continue;
     }
@@ -111,9 +112,19 @@ int eng_tok_build(eng_tokenizer **out, const eng_tok_spec *sp, const char *what,
     }
   }
   if (!t->spm) {
-    if (eng_tki_add_stage(t, sp->pattern ? sp->pattern : GPT2_PATTERN, what, err, errlen)) goto done;
-    t->prefix_stage = 0;
+    if (sp->patterns) {
+      for (int k = 0; k < sp->n_patterns; k++)
+        if (eng_tki_add_stage(t, sp->patterns[k], what, err, errlen)) goto done;
+    } else if (eng_tki_add_stage(t, sp->pattern ? sp->pattern : GPT2_PATTERN, what, err, errlen)) goto done;
+    t->add_prefix_space = sp->add_prefix_space != 0;
+    t->prefix_stage = sp->prefix_stage;
+    t->ignore_merges = sp->ignore_merges != 0;
     if (eng_tki_finish(t, &map, NULL, what, err, errlen)) goto done;
+    for (int i = 0; i < sp->n; i++) /* unused ids: out of every map, but they decode */
+      if (sp->type && sp->type[i] == 5 && eng_tki_set_piece(t, i, sp->tok[i], sp->tok_len[i], 0)) {
+        eng_errf(err, errlen, "%s: out of memory", what);
+        goto done;
+      }
   } else {
     for (int i = 0; i < t->nadded; i++) t->added[i].off = t->poff[t->added[i].id];
     eng_tki_index_added(t);
@@ -265,6 +276,17 @@ static int json_has_prepend(const cJSON *n) {
   return 0;
 }
 
+int eng_tki_spm_json_prefix(const cJSON *j) {
+  const cJSON *pre = cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer");
+  const cJSON *pt = cJSON_GetObjectItemCaseSensitive(pre, "type");
+  if (json_has_prepend(cJSON_GetObjectItemCaseSensitive(j, "normalizer"))) return ENG_SPM_PREFIX_ALWAYS;
+  if (!cJSON_IsString(pt)) return ENG_SPM_PREFIX_NONE;
+  const cJSON *ps = cJSON_GetObjectItemCaseSensitive(pre, "prepend_scheme");
+  const cJSON *aps = cJSON_GetObjectItemCaseSensitive(pre, "add_prefix_space");
+  if (cJSON_IsString(ps)) return strcmp(ps->valuestring, "never") ? ENG_SPM_PREFIX_FIRST : ENG_SPM_PREFIX_NONE;
+  return cJSON_IsFalse(aps) ? ENG_SPM_PREFIX_NONE : ENG_SPM_PREFIX_FIRST;
+}
+
 int eng_tki_is_spm_json(const cJSON *j) {
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
   const cJSON *pre = cJSON_GetObjectItemCaseSensitive(j, "pre_tokenizer");
@@ -291,14 +313,7 @@ int eng_tki_load_spm_json(eng_tokenizer **out, const cJSON *j, const char *path,
     return eng_errf(err, errlen, "%s: Metaspace split=true is not supported", path);
   int form = ENG_TOK_NORM_NONE; /* a Unicode form in the normalizer (Sequence): applied before " " -> U+2581 */
   if (eng_tki_parse_norm(cJSON_GetObjectItemCaseSensitive(j, "normalizer"), 1, &form, path, err, errlen)) return -1;
-  int prefix = ENG_SPM_PREFIX_NONE;
-  if (json_has_prepend(cJSON_GetObjectItemCaseSensitive(j, "normalizer"))) prefix = ENG_SPM_PREFIX_ALWAYS;
-  else if (cJSON_IsString(pt)) {
-    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(pre, "prepend_scheme");
-    const cJSON *aps = cJSON_GetObjectItemCaseSensitive(pre, "add_prefix_space");
-    if (cJSON_IsString(ps)) prefix = strcmp(ps->valuestring, "never") ? ENG_SPM_PREFIX_FIRST : ENG_SPM_PREFIX_NONE;
-    else prefix = cJSON_IsFalse(aps) ? ENG_SPM_PREFIX_NONE : ENG_SPM_PREFIX_FIRST;
-  }
+  int prefix = eng_tki_spm_json_prefix(j);
   int n = eng_tki_max_id_of(vocab, -1) + 1;
   for (const cJSON *a = cJSON_IsArray(added) ? added->child : NULL; a; a = a->next) {
     int id = eng_tki_vocab_id(cJSON_GetObjectItemCaseSensitive(a, "id"));

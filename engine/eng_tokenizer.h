@@ -41,12 +41,19 @@ typedef struct eng_tok_spec {
   const char *const *tok;         /* byte-level: GPT-2 unicode form; SPM: pieces with U+2581 */
   const size_t *tok_len;
   const int *type;                /* 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte;
-                                   * 3 and 4 are split out literally first; other values are inert. NULL: all 1 */
+                                   * 3 and 4 are split out literally first; 5 (e.g. [PADn] fillers) is
+                                   * never matched nor produced, only decoded; 7+ are inert. NULL: all 1 */
   const float *score;             /* SPM without merges: pieces merge by descending score */
   int n_merges;                   /* "a b" merges by rank (byte-level, or SPM-style tokenizer.json) */
   const char *const *merge;
   const size_t *merge_len;
   const char *pattern;            /* byte-level pre-tokenizer regex; NULL = GPT-2's */
+  const char *const *patterns;    /* non-NULL: the byte-level regex stages in order (n_patterns, 0 = none:
+                                   * a segment is one word), used instead of pattern */
+  int n_patterns;
+  int add_prefix_space;           /* byte-level: HF ByteLevel add_prefix_space, applied to each piece */
+  int prefix_stage;               /*   entering regex stage prefix_stage (where ByteLevel sits) */
+  int ignore_merges;              /* byte-level: a word that is a vocabulary piece is that token (HF) */
   int spm_prefix;                 /* ENG_SPM_PREFIX_* */
   int byte_fallback;              /* SPM: unknown characters -> <0xXX> tokens (else unk) */
   int bos, eos, unk;              /* -1 none */
@@ -57,9 +64,11 @@ int eng_tok_build(eng_tokenizer **out, const eng_tok_spec *spec, const char *wha
  * model's add_dummy_prefix semantics (sentencepiece); ENG_SPM_PREFIX_FIRST = HF tokenizer.json
  * Metaspace semantics. BOS/EOS = the <s> / </s> control pieces. 0 or -1 (+err). */
 int eng_tok_load_spm(eng_tokenizer **out, const char *tokenizer_model, int prefix_mode, char *err, size_t errlen);
-/* The vocabulary embedded in a GGUF file (tokenizer.ggml.model "gpt2" or "llama"). No
- * normalizer (GGUF has no key for one; llama.cpp does not normalise either). 0; -2 (+err)
- * when the file has no tokenizer.ggml.model key (no embedded tokenizer); -1 (+err) else. */
+/* The vocabulary embedded in a GGUF file (tokenizer.ggml.model "gpt2" or "llama"). The
+ * split regexes come from moescope.tokenizer.pattern when present, else from the regexes
+ * llama.cpp associates with tokenizer.ggml.pre; the normalizer from moescope.tokenizer.normalizer
+ * (GGUF has no llama.cpp key for one; llama.cpp does not normalise). 0; -2 (+err) when the
+ * file has no tokenizer.ggml.model key (no embedded tokenizer); -1 (+err) else. */
 int eng_tok_load_gguf(eng_tokenizer **out, const char *gguf_path, char *err, size_t errlen);
 /* The tokenizer of a model given as `moescope --model` takes it: a folder -> its
  * tokenizer.json (+ tokenizer_config.json when present); a *.gguf file -> the embedded

@@ -81,6 +81,9 @@ int eng_tki_add_added(eng_tokenizer *t, int id, const char *s, size_t n);
  * which the SentencePiece-style loader applies itself. Anything else: -1 (+err). */
 int eng_tki_parse_norm(const cJSON *norm, int spm, int *form, const char *path, char *err, size_t errlen);
 int eng_tki_is_spm_json(const cJSON *j);
+/* The SentencePiece dummy prefix of an SPM-style tokenizer.json (ENG_SPM_PREFIX_*): ALWAYS with a
+ * Prepend("\u2581") normalizer, else from Metaspace prepend_scheme / add_prefix_space. */
+int eng_tki_spm_json_prefix(const cJSON *j);
 int eng_tki_load_spm_json(eng_tokenizer **out, const cJSON *j, const char *path, const char *config_json, char *err,
                          size_t errlen);
 
