@@ -184,7 +184,7 @@ static int write_tables(const char *dir, const run_row *rows, int n, const char 
   fclose(f);
   snprintf(p, sizeof p, "%s/compare.tex", dir);
   if (!(f = fopen(p, "w"))) return rerr(err, errlen, "%s: cannot create: %s", p, strerror(errno));
-  fprintf(f, "%% moescope compare: routing strategy x metric (needs \\usepackage{booktabs})\n"
+  fprintf(f, "%% moescope compare: routing strategy x metric (needs \\usepackage{booktabs} and \\usepackage[T1]{fontenc})\n"
              "\\begin{table}[t]\n\\centering\n\\small\n\\begin{tabular}{lrrrrrrrrr}\n\\toprule\n"
              "Strategy & PPL & $\\Delta$PPL (\\%%) & KL & Jaccard & Top-1 & CV & MaxVio & $H_\\mathrm{norm}$ & Dropped \\\\\n\\midrule\n");
   for (int i = 0; i < n; i++) {

@@ -139,8 +139,10 @@ int rep_write_tex(const char *outdir, const rep_doc *doc, char *err, size_t errl
   char path[4200];
   FILE *f = open_doc(outdir, "report.tex", path, sizeof path, err, errlen);
   if (!f) return -1;
+  /* T1 font encoding: the escapes of rep_tex_escape (\textquotedbl, \textless, ...) need it */
   fprintf(f, "%% moescope report, run %lld: pdflatex report.tex (needs booktabs, graphicx, geometry)\n"
-             "\\documentclass[10pt]{article}\n\\usepackage[margin=2cm]{geometry}\n\\usepackage{booktabs}\n"
+             "\\documentclass[10pt]{article}\n\\usepackage[T1]{fontenc}\n\\usepackage[margin=2cm]{geometry}\n"
+             "\\usepackage{booktabs}\n"
              "\\usepackage{graphicx}\n\\usepackage{float}\n\\begin{document}\n"
              "\\section*{moescope report: run %lld}\n\n", doc->dg->sum.run.run_id, doc->dg->sum.run.run_id);
   char *dt = diag_string(doc);
