@@ -1,8 +1,8 @@
-/* test_report_tex.c — report.tex compiles. Runs tiny-mixtral over two labelled texts (and a
- * second run with the bias policy, so every kind of figure and table is in the document),
- * writes the report and runs `pdflatex -halt-on-error` on report.tex: exit 0 and a non-empty
- * report.pdf of at least 3 pages. Skipped (exit 77) when pdflatex is not
- * installed (texlive is not a build dependency; CI has none). */
+/* test_report_tex.c — report.tex compiles. Runs tiny-mixtral over two labelled texts full of
+ * characters TeX treats specially (& { } _ ~ ^ < | > \ # $ % "), writes the report and runs
+ * `pdflatex -halt-on-error` on report.tex: exit 0 and a report.pdf of at least 3 pages.
+ * Skipped (exit 77) when pdflatex is not installed (texlive is not a build dependency; CI has
+ * none). */
 #include "tests/tst.h"
 #include "tests/util/tst_run.h"
 
