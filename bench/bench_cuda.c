@@ -4,7 +4,9 @@
  * compute-bound GEMMs. With a model folder argument it also runs the GPU engine: prefill
  * and decode tokens/s and the decode share of the bandwidth roofline (bytes of the weights
  * a decode step reads: attention, k routed + shared experts, router, lm_head), at every
- * record level (off, counts, topk, full: the probe overhead, trace into $MOESCOPE_TMP).
+ * record level (off, counts, topk, full: the probe overhead, trace into $MOESCOPE_TMP), then
+ * once more per routed-expert GEMM path (own, cublas: tensor cores; the kernel lines time
+ * krn_cuda_grouped_linear_tc in its three modes, TFLOP/s at 512 tokens x k=8).
  * usage: bench_cuda [MODEL_DIR [PREFILL_TOKENS [DECODE_TOKENS]]]. Exit 77 without a device. */
 #include "engine/eng_cuda.h"
 #include "engine/eng_model.h"
@@ -92,6 +94,25 @@ static void kernels(void) {
   printf("%-44s %9.3f ms\n", "moe_permute 512 tokens, E=64 k=8", ms);
   TIME_MS(krn_cuda_grouped_linear(C, gu, xin, W13, (size_t)2 * I * Hd, NULL, off, re, E, n * k, Hd, 2 * I, KRN_LIN_TILED), ms);
   line_flops("grouped tiled 512 tok x k=8, 2048 -> 2816", ms, 2.0 * n * k * Hd * 2 * I, (double)E * 2 * I * Hd * 2);
+  {   /* the same expert GEMM on tensor cores (--expert-gemm cublas): host offsets, BF16 x */
+    int *hoff = malloc(sizeof(int) * (E + 1));
+    uint16_t *xbf = ct_up(C, NULL, sizeof(uint16_t) * (size_t)n * k * Hd);
+    ct_down(C, hoff, off, sizeof(int) * (E + 1));
+    int modes[3] = {KRN_TC_AUTO, KRN_TC_GROUPED, KRN_TC_PER_GROUP};
+    const char *names[3] = {"grouped cublas auto 512 tok x k=8", "grouped cublas GroupedBatchedEx 512x8",
+                            "grouped cublas per-expert GemmEx 512x8"};
+    for (int i = 0; i < 3; i++) {
+      if (krn_cuda_grouped_linear_tc(C, gu, xin, xbf, W13, (size_t)2 * I * Hd, NULL, hoff, E, Hd, 2 * I, modes[i]) ||
+          krn_cuda_sync(C)) {
+        printf("%-44s refused: %s\n", names[i], krn_cuda_last_error());
+        continue;
+      }
+      TIME_MS(krn_cuda_grouped_linear_tc(C, gu, xin, xbf, W13, (size_t)2 * I * Hd, NULL, hoff, E, Hd, 2 * I, modes[i]), ms);
+      line_flops(names[i], ms, 2.0 * n * k * Hd * 2 * I, (double)E * 2 * I * Hd * 2);
+    }
+    krn_cuda_free(xbf);
+    free(hoff);
+  }
   TIME_MS(krn_cuda_gather_rows(C, xin, x, rt, off + E, n * k, Hd), ms);
   line_bw("gather 4096 rows x 2048", ms, 2.0 * n * k * Hd * 4);
   TIME_MS(krn_cuda_moe_combine(C, y, xin, sr, x, n, k, Hd), ms);
@@ -125,8 +146,8 @@ static void kernels(void) {
 }
 
 /* One record level: prefill + decode, best of 3; the trace goes to a scratch DB. */
-static int model_level(const eng_model *m, int level, const char *db, int n_pre, int n_dec, double *tp, double *td,
-                       char *dev, size_t devlen) {
+static int model_level(const eng_model *m, int level, int expert_gemm, const char *db, int n_pre, int n_dec,
+                       double *tp, double *td, char *dev, size_t devlen) {
   char err[1024];
   eng_policy *pol = NULL;
   if (eng_policy_create_cfg(&pol, "native", &m->cfg.router, err, sizeof err)) { fprintf(stderr, "%s\n", err); return 1; }
@@ -145,6 +166,11 @@ static int model_level(const eng_model *m, int level, const char *db, int n_pre,
   eng_cuda_ctx *c = NULL;
   if (eng_cuda_ctx_init(&c, m, pol, probe, n_pre + n_dec + 1, n_pre, err, sizeof err)) {
     fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  if (expert_gemm >= 0 && eng_cuda_set_expert_gemm(c, expert_gemm, err, sizeof err)) {
+    fprintf(stderr, "%s\n", err);
+    eng_cuda_ctx_free(c);
     return 1;
   }
   snprintf(dev, devlen, "%s, %.1f MB of weights", eng_cuda_device_name(c), eng_cuda_weight_bytes(c) / 1e6);
@@ -189,7 +215,7 @@ static int model(const char *dir, int n_pre, int n_dec) {
   int rc = 0;
   for (int level = PRB_LEVEL_OFF; level <= PRB_LEVEL_FULL && rc == 0; level++) {
     double tp, td;
-    if (model_level(&m, level, db, n_pre, n_dec, &tp, &td, dev, sizeof dev)) { rc = 1; break; }
+    if (model_level(&m, level, -1, db, n_pre, n_dec, &tp, &td, dev, sizeof dev)) { rc = 1; break; }
     if (level == PRB_LEVEL_OFF) { tp0 = tp; td0 = td; printf("  on %s\n", dev); }
     printf("  record %-6s prefill %d tok: %10.1f tok/s (%+5.1f%%)  decode %d tok: %8.1f tok/s (%+5.1f%%), "
            "%.1f GB/s = %.1f%% of peak, %.1f%% of copy bw\n",
@@ -197,6 +223,14 @@ static int model(const char *dir, int n_pre, int n_dec) {
            peak_bw > 0 ? 100 * bytes * td / peak_bw : 0, copy_bw > 0 ? 100 * bytes * td / copy_bw : 0);
   }
   printf("  (percentages in brackets: time overhead against record level off)\n");
+  const char *eg = getenv("MOESCOPE_EXPERT_GEMM");
+  for (int mode = ENG_EXPERT_GEMM_OWN; mode <= ENG_EXPERT_GEMM_CUBLAS && rc == 0; mode++) {   /* both expert GEMM paths */
+    double tp, td;
+    if (model_level(&m, PRB_LEVEL_OFF, mode, db, n_pre, n_dec, &tp, &td, dev, sizeof dev)) { rc = 1; break; }
+    printf("  expert-gemm %-6s record off: prefill %d tok: %10.1f tok/s (%+5.1f%% vs the run above, expert GEMM %s)  "
+           "decode %d tok: %8.1f tok/s\n", eng_cuda_expert_gemm_name(mode), n_pre, tp, 100 * (tp0 / tp - 1),
+           eg && *eg ? eg : "own", n_dec, td);
+  }
   remove(db);
   eng_model_free(&m);
   return rc;

@@ -51,6 +51,9 @@ static void usage(FILE *f) {
     "  --batch N                 tokens per forward batch (default 256)\n"
     "  --threads N               CPU threads (default: all cores)\n"
     "  --device cpu|cuda         compute device (default cpu)\n"
+    "  --expert-gemm own|cublas  --device cuda: routed-expert GEMMs on our fp32 kernels (default) or on\n"
+    "                            tensor cores via cuBLAS (BF16 activations, F32 accumulation; env\n"
+    "                            MOESCOPE_EXPERT_GEMM when the option is not given)\n"
     "  --dump-logits FILE.npy    write the logits of every forwarded position, float32 [tokens, vocab]\n"
     "  --quiet                   no per-label table / text on stdout\n");
 }
@@ -136,6 +139,7 @@ static int add_dir(input **in, int *n_in, const char *dir, const char *split) {
 
 int cli_run(int argc, char **argv) {
   const char *model_dir = NULL, *db = "trace.db", *route = "native", *device = "cpu", *dump = NULL;
+  int expert_gemm = -1;   /* --expert-gemm; -1: not given (eng_cuda_ctx_init reads MOESCOPE_EXPERT_GEMM) */
   int level = PRB_LEVEL_TOPK, score = 0, quiet = 0, ignore_eos = 0;
   long generate = -1, window = 0, max_tokens = 0, batch = 256, threads = 0, seed = 0;
   double temperature = 0, top_p = 1;
@@ -182,6 +186,11 @@ int cli_run(int argc, char **argv) {
     else if (!strcmp(a, "--batch")) INT(batch, 1, 65536);
     else if (!strcmp(a, "--threads")) INT(threads, 1, 1024);
     else if (!strcmp(a, "--device")) { VAL(); device = v; }
+    else if (!strcmp(a, "--expert-gemm")) {
+      VAL();
+      expert_gemm = eng_cuda_expert_gemm_parse(v);
+      if (expert_gemm < 0) { cli_fail(CLI_USAGE, CMD, "--expert-gemm: unknown value '%s' (own, cublas)", v); goto usage_err; }
+    }
     else if (!strcmp(a, "--dump-logits")) { VAL(); dump = v; }
     else if (!strcmp(a, "--quiet")) quiet = 1;
     else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
@@ -195,6 +204,11 @@ int cli_run(int argc, char **argv) {
   int use_cuda = !strcmp(device, "cuda");
   if (strcmp(device, "cpu") && !use_cuda) {
     cli_fail(CLI_USAGE, CMD, "--device: unknown device '%s' (cpu, cuda)", device);
+    rc = CLI_USAGE;
+    goto out_inputs;
+  }
+  if (expert_gemm >= 0 && !use_cuda) {
+    cli_fail(CLI_USAGE, CMD, "--expert-gemm needs --device cuda");
     rc = CLI_USAGE;
     goto out_inputs;
   }
@@ -298,6 +312,10 @@ int cli_run(int argc, char **argv) {
                : eng_ctx_init(&ctx, &model, krn_cpu_backend(), pol, probe, ctx_len, (int)batch, err, sizeof err)) {
     rc = cli_fail(CLI_ERR, CMD, "%s", err);
     goto out_sink;
+  }
+  if (gctx && expert_gemm >= 0 && eng_cuda_set_expert_gemm(gctx, expert_gemm, err, sizeof err)) {
+    rc = cli_fail(CLI_ERR, CMD, "%s", err);
+    goto out_ctx;
   }
   eng_npy npy;
   int have_npy = 0;

@@ -48,6 +48,7 @@ static void *dalloc(eng_cuda_ctx *c, size_t bytes) {
   c->allocs[c->n_allocs++] = p;
   return p;
 }
+void *eng_cuda_dalloc(eng_cuda_ctx *c, size_t bytes) { return dalloc(c, bytes); }
 
 /* ---- weight adapter: the only place that reads eng_model weight storage ------------------
  * Matrices come as krn_w views (any stored dtype); krn_w_row_f32 widens a row exactly and
@@ -293,7 +294,7 @@ void eng_cuda_ctx_free(eng_cuda_ctx *c) {
   for (int i = 0; i < c->n_allocs; i++) krn_cuda_free(c->allocs[i]);
   free(c->allocs);
   void *pinned[] = {c->p_ids, c->p_experts, c->p_dropped, c->p_argmax, c->p_cs, c->p_sn, c->p_weights, c->p_probs,
-                    c->p_logits};
+                    c->p_logits, c->p_offs};
   for (size_t i = 0; i < sizeof pinned / sizeof pinned[0]; i++) krn_cuda_host_free(pinned[i]);
   for (int i = 0; i < c->n_ev; i++) krn_cuda_event_destroy(c->ev[i]);
   free(c->ev);
@@ -450,6 +451,15 @@ int eng_cuda_ctx_init(eng_cuda_ctx **out, const eng_model *m, eng_policy *policy
       eng_cuda_ctx_free(c);
       return -1;
     }
+  const char *eg = getenv("MOESCOPE_EXPERT_GEMM");   /* tests / bench; the CLI sets it after init */
+  if (eg && *eg) {
+    int mode = eng_cuda_expert_gemm_parse(eg);
+    if (mode < 0) {
+      eng_cuda_ctx_free(c);
+      return eng_errf(err, errlen, "MOESCOPE_EXPERT_GEMM: unknown value '%s' (own, cublas)", eg);
+    }
+    if (eng_cuda_set_expert_gemm(c, mode, err, errlen)) { eng_cuda_ctx_free(c); return -1; }
+  }
   *out = c;
   return 0;
 }
@@ -585,14 +595,18 @@ static int moe_layer(eng_cuda_ctx *c, int l, int n, int64_t bid, char *err, size
   CK(krn_cuda_moe_permute(c->k, c->experts, n, K, E, c->counts, c->offsets, c->row_tok, c->row_exp, c->slot_row), "permute");
   CK(krn_cuda_gather_rows(c->k, c->xin, c->h, c->row_tok, c->offsets + E, rows, H), "gather");
   int mode = n <= KRN_CUDA_GEMV_MAX_ROWS ? KRN_LIN_GEMV : KRN_LIN_TILED;
-  CK(krn_cuda_grouped_linear(c->k, c->gu, c->xin, d->ex.w13, (size_t)2 * I * H, d->ex.b13, c->offsets, c->row_exp, E,
-                             rows, H, 2 * I, mode), "experts gate_up");
-  if (d->ex.oai)
-    CK(krn_cuda_swiglu_oai(c->k, c->act, c->gu, rows, c->offsets + E, I, g->act_alpha, g->act_limit), "experts swiglu_oai");
-  else
-    CK(krn_cuda_swiglu(c->k, c->act, c->gu, rows, c->offsets + E, I), "experts swiglu");
-  CK(krn_cuda_grouped_linear(c->k, c->yout, c->act, d->ex.w2, (size_t)H * I, d->ex.b2, c->offsets, c->row_exp, E, rows,
-                             I, H, mode), "experts down");
+  if (c->expert_gemm) {   /* --expert-gemm cublas: tensor cores (eng_cuda_experts.c) */
+    if (eng_cuda_experts_tc(c, d, rows, err, errlen)) return -1;
+  } else {
+    CK(krn_cuda_grouped_linear(c->k, c->gu, c->xin, d->ex.w13, (size_t)2 * I * H, d->ex.b13, c->offsets, c->row_exp, E,
+                               rows, H, 2 * I, mode), "experts gate_up");
+    if (d->ex.oai)
+      CK(krn_cuda_swiglu_oai(c->k, c->act, c->gu, rows, c->offsets + E, I, g->act_alpha, g->act_limit), "experts swiglu_oai");
+    else
+      CK(krn_cuda_swiglu(c->k, c->act, c->gu, rows, c->offsets + E, I), "experts swiglu");
+    CK(krn_cuda_grouped_linear(c->k, c->yout, c->act, d->ex.w2, (size_t)H * I, d->ex.b2, c->offsets, c->row_exp, E, rows,
+                               I, H, mode), "experts down");
+  }
   CK(krn_cuda_moe_combine(c->k, c->x, c->yout, c->slot_row, c->weights, n, K, H), "combine");
   OPE(l, PRB_OP_EXPERTS);
   if (d->sh.w13) {

@@ -6,7 +6,8 @@
  * matmul stays float32 so routing matches the CPU engine as closely as possible). The KV
  * cache lives on the device in float32. eng_cuda_forward runs embedding, every layer
  * (attention, router, permutation, grouped expert GEMMs, combine, shared expert) and the
- * lm_head on one stream with no per-layer host round trip; routing (experts, weights and,
+ * lm_head on one stream with no per-layer host round trip (opt-in exception: the routed
+ * experts on tensor cores, eng_cuda_set_expert_gemm below); routing (experts, weights and,
  * at record level full, probabilities and logits) is copied asynchronously into pinned
  * buffers and reported through the same probe hooks as the CPU engine (prb_probe.route)
  * after the batch's single stream sync, together with per-op GPU times from CUDA events
@@ -53,6 +54,21 @@ size_t eng_cuda_weight_bytes(const eng_cuda_ctx *c);     /* bytes of weights on 
 /* Test/bench knobs: dense linear mode (KRN_LIN_*, 0 auto) and attention kernel (0 auto,
  * 1 prefill kernel, 2 decode kernel). */
 void eng_cuda_set_modes(eng_cuda_ctx *c, int linear_mode, int attn_kind);
+
+/* Routed-expert GEMMs (`moescope run --device cuda --expert-gemm own|cublas`, env
+ * MOESCOPE_EXPERT_GEMM read by eng_cuda_ctx_init): OWN = the grouped fp32 kernels of
+ * krn_cuda_gemm.cu (default; activations stay float32); CUBLAS = tensor cores through
+ * krn_cuda_grouped_linear_tc (activations rounded to BF16, F32 accumulation; one host sync
+ * per MoE layer for the group sizes), AUTO picking the grouped cuBLAS call, or forced to
+ * the grouped call (CUBLAS_GROUPED, "cublas-grouped") / per-expert calls (CUBLAS_PER_GROUP,
+ * "cublas-pergroup") for the bench. */
+enum { ENG_EXPERT_GEMM_OWN = 0, ENG_EXPERT_GEMM_CUBLAS = 1, ENG_EXPERT_GEMM_CUBLAS_GROUPED = 2,
+       ENG_EXPERT_GEMM_CUBLAS_PER_GROUP = 3 };
+/* "own", "cublas", "cublas-grouped", "cublas-pergroup" -> ENG_EXPERT_GEMM_*, or -1. */
+int eng_cuda_expert_gemm_parse(const char *s);
+const char *eng_cuda_expert_gemm_name(int mode);
+/* Selects the expert GEMM path (allocates its BF16 scratch on first use). 0 or -1 (+err). */
+int eng_cuda_set_expert_gemm(eng_cuda_ctx *c, int mode, char *err, size_t errlen);
 
 /* Same contract as eng_forward (eng_forward.h): n tokens continuing the KV cache;
  * want_logits ENG_LOGITS_NONE / LAST / ALL into logits (host). Returns the batch id or -1. */

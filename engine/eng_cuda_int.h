@@ -1,5 +1,6 @@
-/* eng_cuda_int.h — internal to the GPU forward pass (eng_cuda.c, eng_cuda_mla.c): the device
- * context, per-layer device weights, and the helpers both files use (error line, uploads,
+/* eng_cuda_int.h — internal to the GPU forward pass (eng_cuda.c, eng_cuda_mla.c,
+ * eng_cuda_experts.c): the device
+ * context, per-layer device weights, and the helpers they share (error line, uploads,
  * op timing macros). Not a public interface; eng_cuda.h is. */
 #ifndef MOESCOPE_ENG_CUDA_INT_H
 #define MOESCOPE_ENG_CUDA_INT_H
@@ -42,6 +43,9 @@ struct eng_cuda_ctx {
   int max_ctx, max_batch, n_past;
   int64_t next_batch_id;
   int linear_mode, attn_kind;
+  int expert_gemm;          /* ENG_EXPERT_GEMM_* (eng_cuda_experts.c); 0 = own kernels */
+  uint16_t *xbf;            /* expert_gemm != 0: BF16 copy of the experts' input [B*K, max(H, I)] */
+  int *p_offs;              /* expert_gemm != 0: pinned host copy of the permutation offsets [E+1] */
   int H, nh, nkv, hd, qd, kvd, E, K, G, stride, half, s_inter_max, inter, gpu_route;
   int kdim, vdim, ad;       /* cache row widths (keys, values) and attention output width */
   float attn_scale;
@@ -71,6 +75,9 @@ struct eng_cuda_ctx {
   uint64_t t_host0;
 };
 
+/* A device allocation freed with the context (eng_cuda.c). NULL on failure. */
+void *eng_cuda_dalloc(eng_cuda_ctx *c, size_t bytes);
+
 /* "cuda: <what>: <krn_cuda_last_error()>" into err; returns -1. */
 int eng_cuda_err(char *err, size_t errlen, const char *what);
 #define CK(expr, what) do { if ((expr) != 0) return eng_cuda_err(err, errlen, what); } while (0)
@@ -91,6 +98,11 @@ int eng_cuda_op_end(eng_cuda_ctx *c, int64_t bid, int l, int op);
 /* eng_cuda_mla.c: DeepSeek MLA attention weights of layer l, and its attention (after the
  * attn_norm, which the caller runs into c->h) for n tokens at positions start.. . */
 int eng_cuda_mla_upload(eng_cuda_ctx *c, int l, char *err, size_t errlen);
+/* eng_cuda_experts.c: the routed experts' gate_up -> activation -> down on tensor cores
+ * (krn_cuda_grouped_linear_tc) for the `rows` permuted rows in c->xin, into c->yout; one
+ * offsets copy + stream sync per MoE layer (cuBLAS needs the group sizes on the host). */
+int eng_cuda_experts_tc(eng_cuda_ctx *c, const cuda_layer *d, int rows, char *err, size_t errlen);
+
 int eng_cuda_mla_attn(eng_cuda_ctx *c, int l, int n, int start, int64_t bid, char *err, size_t errlen);
 
 #endif

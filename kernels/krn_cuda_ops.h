@@ -125,6 +125,20 @@ int krn_cuda_linear_f32w(krn_cuda_ctx *c, float *y, const float *x, const float 
 int krn_cuda_grouped_linear(krn_cuda_ctx *c, float *y, const float *x, const uint16_t *w, size_t w_stride,
                             const float *bias, const int *offsets, const int *row_exp, int n_groups,
                             int max_rows, int in, int out, int mode);
+/* The same grouped linear on tensor cores (cuBLAS; `--expert-gemm cublas`), with the group
+ * offsets on the HOST: h_offsets[E+1] (h_offsets[0] == 0, non-decreasing; the caller copies
+ * the permutation's offsets back and syncs). x [h_offsets[E], in] is rounded to BF16 (nearest
+ * even) into xbf (device, >= h_offsets[E]*in elements, must not overlap x or y), then
+ * y[r, :] = xbf[r, :] . W_e^T (+ bias_e) per group with CUBLAS_COMPUTE_32F (F32 accumulation
+ * and output); empty groups are skipped. So it differs from the own kernels only by the BF16
+ * rounding of the activations (and the summation order).
+ * mode: 0 auto (one cublasGemmGroupedBatchedEx call for all non-empty groups, each its own
+ * m; falls back to mode 2 for good when the library refuses that call), 1 grouped call only,
+ * 2 one cublasGemmEx per non-empty group. */
+enum { KRN_TC_AUTO = 0, KRN_TC_GROUPED = 1, KRN_TC_PER_GROUP = 2 };
+int krn_cuda_grouped_linear_tc(krn_cuda_ctx *c, float *y, const float *x, uint16_t *xbf, const uint16_t *w,
+                               size_t w_stride, const float *bias, const int *h_offsets, int n_groups, int in,
+                               int out, int mode);
 
 /* Router: scores + top-k for n tokens, one thread per token, exactly the CPU policies of
  * eng_policy.c (ties to the lower index). logits [n, stride]; probs [n, E]; experts and

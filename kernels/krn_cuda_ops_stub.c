@@ -106,6 +106,12 @@ int krn_cuda_grouped_linear(krn_cuda_ctx *c, float *y, const float *x, const uin
   (void)c; (void)y; (void)x; (void)w; (void)w_stride; (void)bias; (void)offsets; (void)row_exp; (void)n_groups;
   (void)max_rows; (void)in; (void)out; (void)mode; NO_CUDA;
 }
+int krn_cuda_grouped_linear_tc(krn_cuda_ctx *c, float *y, const float *x, uint16_t *xbf, const uint16_t *w,
+                               size_t w_stride, const float *bias, const int *h_offsets, int n_groups, int in,
+                               int out, int mode) {
+  (void)c; (void)y; (void)x; (void)xbf; (void)w; (void)w_stride; (void)bias; (void)h_offsets; (void)n_groups;
+  (void)in; (void)out; (void)mode; NO_CUDA;
+}
 int krn_cuda_route(krn_cuda_ctx *c, const krn_cuda_router *r, const float *logits, const float *sel_bias, int n,
                    float *probs, int *experts, float *weights, float *scratch) {
   (void)c; (void)r; (void)logits; (void)sel_bias; (void)n; (void)probs; (void)experts; (void)weights; (void)scratch;

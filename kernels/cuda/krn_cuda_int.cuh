@@ -17,7 +17,11 @@ struct krn_cuda_ctx {
   cublasHandle_t blas;
   __nv_bfloat16 *scratch;     /* BF16 copy of a cuBLAS linear's input */
   size_t scratch_elems;
+  struct krn_tc_state *tc;    /* krn_cuda_gemm_tc.cu: per-group argument arrays (lazy) */
 };
+
+/* krn_cuda_gemm_tc.cu: frees c->tc (called by krn_cuda_ctx_destroy after the stream sync). */
+void krn_cuda_tc_free(krn_cuda_ctx *c);
 
 /* Sets this thread's error message; returns -1. */
 int krn_cuda_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

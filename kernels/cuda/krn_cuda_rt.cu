@@ -76,6 +76,7 @@ extern "C" void krn_cuda_ctx_destroy(krn_cuda_ctx *c) {
   if (!c) return;
   if (c->stream) cudaStreamSynchronize(c->stream);
   if (c->blas) cublasDestroy(c->blas);
+  krn_cuda_tc_free(c);
   if (c->scratch) cudaFree(c->scratch);
   if (c->stream) cudaStreamDestroy(c->stream);
   free(c);

@@ -424,6 +424,8 @@ static void cli_cases(void) {
     {"dir_missing", "run --model '%M' --dir /nonexistent/texts", "/nonexistent/texts"},
     {"device_cuda", "run --model '%M' --ids 1,2,3 --device cuda", "cuda"},
     {"device_tpu", "run --model '%M' --ids 1,2,3 --device tpu", "tpu"},
+    {"expert_gemm_bad", "run --model '%M' --ids 1,2,3 --device cuda --expert-gemm fast", "--expert-gemm"},
+    {"expert_gemm_cpu", "run --model '%M' --ids 1,2,3 --expert-gemm cublas", "--expert-gemm"},
     {"prompt_too_long_ctx", "run --model '%M' --ids 1,2,3 --generate 5 --window 2", "context"},
     {"stats_missing_db", "stats '%R/missing.db'", "missing.db"},
     {"stats_unknown_opt", "stats '%R/missing.db' --bogus", "--bogus"},

@@ -20,7 +20,9 @@
  * kernels/cpu/krn_ref.c (krn_ref_backend(): double accumulation) where one exists, and the
  * router (krn_cuda_route) with the CPU policy code of engine/eng_policy.c, which the kernel
  * k_route is documented to port exactly (same kinds, ties to the lower index). The cuBLAS
- * linear path rounds its input to BF16 as the real one does. Events record host time
+ * linear path rounds its input to BF16 as the real one does; so does the tensor-core grouped
+ * expert linear (krn_cuda_grouped_linear_tc: BF16 x and W, float accumulation, its BF16
+ * scratch written, host offsets checked to be host memory). Events record host time
  * (CLOCK_MONOTONIC), so op timings are real CPU times of the emulated ops. One device
  * ("emulated"); krn_cuda_built() is 1. Not thread-safe beyond the thread-local error line
  * (the tests drive it from one thread). */
@@ -611,6 +613,48 @@ int krn_cuda_grouped_linear(krn_cuda_ctx *c, float *y, const float *x, const uin
     if (nr > 0)
       TRY(lin_bf16(y + (size_t)r0 * out, x + (size_t)r0 * in, w + (size_t)g * w_stride, bias ? bias + (size_t)g * out : NULL,
                    nr, in, out, 0));
+  }
+  return 0;
+}
+
+/* Tensor-core grouped linear (kernels/cuda/krn_cuda_gemm_tc.cu): host offsets, x rounded to
+ * BF16 into xbf (written, as on the device), then per group BF16 x . BF16 W^T with float
+ * accumulation (cuBLAS COMPUTE_32F), bias added after. */
+int krn_cuda_grouped_linear_tc(krn_cuda_ctx *c, float *y, const float *x, uint16_t *xbf, const uint16_t *w,
+                               size_t w_stride, const float *bias, const int *h_offsets, int n_groups, int in,
+                               int out, int mode) {
+  (void)c;
+  OP("grouped linear tc");
+  if (in <= 0 || out <= 0 || n_groups <= 0) return fail("in=%d out=%d groups=%d", in, out, n_groups);
+  if (mode != KRN_TC_AUTO && mode != KRN_TC_GROUPED && mode != KRN_TC_PER_GROUP) return fail("unknown mode %d", mode);
+  if (w_stride < (size_t)out * in) return fail("weight stride %zu < %d x %d", w_stride, out, in);
+  TRY(host(h_offsets, sizeof(int) * (size_t)(n_groups + 1), "offsets (host)"));
+  if (h_offsets[0] != 0) return fail("offsets must start at 0 (%d)", h_offsets[0]);
+  for (int g = 0; g < n_groups; g++)
+    if (h_offsets[g + 1] < h_offsets[g]) return fail("offsets[%d..%d] = %d, %d", g, g + 1, h_offsets[g], h_offsets[g + 1]);
+  int total = h_offsets[n_groups];
+  if (total == 0) return 0;
+  size_t ye = (size_t)total * out, xe = (size_t)total * in;
+  TRY(DEVF(y, ye, "y"));
+  TRY(DEVF(x, xe, "x"));
+  TRY(dev(xbf, sizeof(uint16_t) * xe, "xbf (BF16 scratch)"));
+  TRY(dev(w, sizeof(uint16_t) * ((size_t)(n_groups - 1) * w_stride + (size_t)out * in), "W"));
+  TRY(dev_opt(bias, sizeof(float) * (size_t)n_groups * out, "bias"));
+  TRY(no_overlap(y, ye * 4, x, xe * 4, "y", "x"));
+  TRY(no_overlap(y, ye * 4, xbf, xe * 2, "y", "xbf"));
+  TRY(no_overlap(xbf, xe * 2, x, xe * 4, "xbf", "x"));
+  for (size_t i = 0; i < xe; i++) xbf[i] = krn_f32_to_bf16(x[i]);
+  for (int g = 0; g < n_groups; g++) {
+    const uint16_t *wg = w + (size_t)g * w_stride;
+    for (int r = h_offsets[g]; r < h_offsets[g + 1]; r++) {
+      const uint16_t *xr = xbf + (size_t)r * in;
+      for (int o = 0; o < out; o++) {
+        const uint16_t *wr = wg + (size_t)o * in;
+        float acc = 0.0f;
+        for (int i = 0; i < in; i++) acc += krn_bf16_to_f32(xr[i]) * krn_bf16_to_f32(wr[i]);
+        y[(size_t)r * out + o] = acc + (bias ? bias[(size_t)g * out + o] : 0.0f);
+      }
+    }
   }
   return 0;
 }

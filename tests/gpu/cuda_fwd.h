@@ -128,7 +128,8 @@ static void run_cpu(const eng_model *m, const int *ids, float *logits, rec *r) {
   eng_policy_free(pol);
 }
 
-static int run_gpu(const eng_model *m, const int *ids, float *logits, rec *r, int linear_mode) {
+/* expert_gemm: ENG_EXPERT_GEMM_* (eng_cuda_set_expert_gemm); run_gpu keeps the default. */
+static int run_gpu_eg(const eng_model *m, const int *ids, float *logits, rec *r, int linear_mode, int expert_gemm) {
   eng_policy *pol = NULL;
   char err[512];
   REQUIRE(eng_policy_create_cfg(&pol, "native", &m->cfg.router, err, sizeof err) == 0);
@@ -139,6 +140,12 @@ static int run_gpu(const eng_model *m, const int *ids, float *logits, rec *r, in
     return -1;
   }
   eng_cuda_set_modes(c, linear_mode, 0);
+  if (expert_gemm && eng_cuda_set_expert_gemm(c, expert_gemm, err, sizeof err)) {
+    fprintf(stderr, "eng_cuda_set_expert_gemm: %s\n", err);
+    eng_cuda_ctx_free(c);
+    eng_policy_free(pol);
+    return -1;
+  }
   int V = m->cfg.vocab, rc = 0;
   if (eng_cuda_forward(c, ids, 64, ENG_LOGITS_ALL, logits, 0, 0, err, sizeof err) < 0 ||
       eng_cuda_forward(c, ids + 64, NPRE - 64, ENG_LOGITS_ALL, logits + (size_t)64 * V, 0, 64, err, sizeof err) < 0)
@@ -151,6 +158,10 @@ static int run_gpu(const eng_model *m, const int *ids, float *logits, rec *r, in
   eng_cuda_ctx_free(c);
   eng_policy_free(pol);
   return rc;
+}
+
+static int run_gpu(const eng_model *m, const int *ids, float *logits, rec *r, int linear_mode) {
+  return run_gpu_eg(m, ids, logits, r, linear_mode, ENG_EXPERT_GEMM_OWN);
 }
 
 /* Logits within tol (relative to the largest |CPU logit|) and routing per (layer, token).
@@ -202,7 +213,7 @@ static void compare(const eng_model *m, const float *lc, const float *lg, const 
   CHECK(missing == 0);
   CHECK(hard == 0);
   CHECK(n_taint * 10 <= T);
-  CHECK(werr < 1e-2);
+  CHECK(werr < (tol > 1e-2 ? tol : 1e-2));   /* looser only where the logits are (expert-gemm cublas, gpt-oss) */
   CHECK(rg->n_ops > 0);
 }
 
