@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 
 #include "tests/tst.h"
+#include "tests/util/tst_files.h"
 #include "tests/util/tst_run.h"
 
 static sqlite3 *db;
@@ -22,20 +23,7 @@ static long long qi(const char *sql) {
   return v;
 }
 
-static size_t g_len;   /* length of the last slurp (CSV text may hold NUL bytes) */
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)n + 1);
-  size_t r = fread(b, 1, (size_t)n, f);
-  b[r] = 0;
-  g_len = r;
-  fclose(f);
-  return b;
-}
+static size_t g_len;   /* length of the last tst_slurp (CSV text may hold NUL bytes) */
 
 /* RFC 4180 records in a CSV text (header included) */
 static long csv_records(const char *s, size_t len) {
@@ -70,7 +58,7 @@ int main(void) {
   long long n_nvtx = qi("SELECT COUNT(*) FROM NVTX_EVENTS WHERE eventType = 59");
   CHECK(n_ops > 0 && n_bl == 3 * 4 && n_nvtx == 1 + 3 + 12);
 
-  char *txt = slurp(json);
+  char *txt = tst_slurp(json, &g_len);
   REQUIRE(txt);
   cJSON *root = cJSON_Parse(txt);
   free(txt);
@@ -133,7 +121,7 @@ int main(void) {
     char f[4200], sql[256];
     snprintf(f, sizeof f, "%s/%s.csv", csv, t);
     snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM \"%s\"", t);
-    char *c = slurp(f);
+    char *c = tst_slurp(f, &g_len);
     if (!c) { bad_csv++; continue; }
     long recs = csv_records(c, g_len);
     if (recs != qi(sql) + 1) { fprintf(stderr, "%s: %ld records, %lld rows\n", t, recs, qi(sql)); bad_csv++; }

@@ -26,6 +26,7 @@
 #include "engine/eng_gguf.h"
 #include "engine/eng_tokenizer.h"
 #include "tests/tst.h"
+#include "tests/util/tst_files.h"
 #include "tests/util/tst_run.h"
 
 #define QWEN2_RE "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*" \
@@ -39,21 +40,8 @@
 static char tmp[2048];
 static int seq;
 
-static char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)sz + 1);
-  if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) { free(b); b = NULL; }
-  fclose(f);
-  if (b) b[sz] = 0;
-  if (n) *n = (size_t)sz;
-  return b;
-}
 static cJSON *load_json(const char *path) {
-  char *b = slurp(path, NULL);
+  char *b = tst_slurp(path, NULL);
   cJSON *j = b ? cJSON_Parse(b) : NULL;
   free(b);
   return j;
@@ -434,7 +422,7 @@ static cJSON *qwen2_json(const char *dir) {
   snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
   cJSON *cfg = load_json(p);
   snprintf(p, sizeof p, "%s/merges.txt", dir);
-  char *m = slurp(p, NULL);
+  char *m = tst_slurp(p, NULL);
   REQUIRE(vocab && cfg && m);
   cJSON *j = cJSON_CreateObject(), *model = cJSON_CreateObject(), *merges = cJSON_CreateArray(), *added = cJSON_CreateArray();
   for (char *line = strtok(m, "\n"); line; line = strtok(NULL, "\n")) {

@@ -12,6 +12,7 @@
 
 #include "analysis/ana_bias.h"
 #include "tests/tst.h"
+#include "tests/util/tst_files.h"
 #include "tests/util/tst_run.h"
 
 static int valid_png(const char *path, unsigned *w, unsigned *h) {
@@ -34,18 +35,6 @@ static int valid_svg(const char *path) {
   return n == 5 && (!strncmp(b, "<?xml", 5) || !strncmp(b, "<svg", 4));
 }
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  rewind(f);
-  char *b = calloc((size_t)n + 1, 1);
-  if (fread(b, 1, (size_t)n, f) != (size_t)n) b[0] = 0;
-  fclose(f);
-  return b;
-}
-
 int main(void) {
   const char *tmp = tst_tmp_dir(), *src = getenv("MOESCOPE_SRC");
   if (!src) src = ".";
@@ -61,9 +50,9 @@ int main(void) {
   CHECKF(o.status == 0, "%s", o.err);
   static const char *figs[2] = {"bias_trajectory", "transitions_sankey"};
   snprintf(p, sizeof p, "%s/index.html", out);
-  char *html = slurp(p);
+  char *html = tst_slurp(p, NULL);
   snprintf(p, sizeof p, "%s/report.md", out);
-  char *md = slurp(p);
+  char *md = tst_slurp(p, NULL);
   REQUIRE(html && md);
   for (int i = 0; i < 2; i++) {
     unsigned w = 0, h = 0;
@@ -136,7 +125,7 @@ int main(void) {
   snprintf(p, sizeof p, "%s/transitions_sankey.png", out);
   CHECK(access(p, F_OK) == 0);
   snprintf(p, sizeof p, "%s/report.md", out);
-  md = slurp(p);
+  md = tst_slurp(p, NULL);
   CHECK(md && strstr(md, "no bias_trajectory figure"));
   free(md);
   return tst_done();

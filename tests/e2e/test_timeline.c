@@ -15,19 +15,8 @@
 #include "analysis/ana_db.h"
 #include "reports/rep_timeline.h"
 #include "tests/tst.h"
+#include "tests/util/tst_files.h"
 #include "tests/util/tst_run.h"
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  rewind(f);
-  char *b = calloc((size_t)n + 1, 1);
-  if (fread(b, 1, (size_t)n, f) != (size_t)n) b[0] = 0;
-  fclose(f);
-  return b;
-}
 
 static long long qi(sqlite3 *db, const char *sql) {
   sqlite3_stmt *st;
@@ -101,25 +90,25 @@ int main(void) {
   tst_sh(&o, "rm -rf %s && %s report %s -o %s --timeline-batches 2", out, tst_bin(), db, out);
   REQUIRE(o.status == 0);
   snprintf(p, sizeof p, "%s/gpu_timeline.png", out);
-  char *png = slurp(p);
+  char *png = tst_slurp(p, NULL);
   CHECK(png && !memcmp(png, "\x89PNG\r\n\x1a\n", 8));
   free(png);
   snprintf(p, sizeof p, "%s/gpu_timeline.svg", out);
-  char *svg = slurp(p);
+  char *svg = tst_slurp(p, NULL);
   CHECK(svg && strstr(svg, "<svg") && strstr(svg, "</svg>"));
   free(svg);
   snprintf(p, sizeof p, "%s/gpu_timeline.pdf", out);
-  char *pdf = slurp(p);
+  char *pdf = tst_slurp(p, NULL);
   CHECK(pdf && !strncmp(pdf, "%PDF-", 5));
   free(pdf);
   snprintf(p, sizeof p, "%s/index.html", out);
-  char *html = slurp(p);
+  char *html = tst_slurp(p, NULL);
   CHECK(html && strstr(html, "id=\"gpu_timeline\"><img") && strstr(html, "Timeline from CPU op timers (no GPU kernels"));
   snprintf(p, sizeof p, "%s/report.md", out);
-  char *md = slurp(p);
+  char *md = tst_slurp(p, NULL);
   CHECK(md && strstr(md, "![Timeline from CPU op timers") && strstr(md, "(gpu_timeline.png)"));
   snprintf(p, sizeof p, "%s/report.tex", out);
-  char *tex = slurp(p);
+  char *tex = tst_slurp(p, NULL);
   CHECK(tex && strstr(tex, "{gpu_timeline.pdf}"));
   static const char *tabs[4] = {"time_layer", "time_op", "time_expert", "time_imbalance"};
   for (int i = 0; i < 4; i++) {
@@ -135,7 +124,7 @@ int main(void) {
   free(html); free(md); free(tex);
   /* time_op: 4 attention calls per batch x 5 batches, per-expert rows marked as nested */
   snprintf(p, sizeof p, "%s/tables/time_op.csv", out);
-  char *csv = slurp(p);
+  char *csv = tst_slurp(p, NULL);
   CHECKF(csv && strstr(csv, "\r\nattention,20,") && strstr(csv, ",(within experts)\r\n"), "%s", csv);
   free(csv);
 

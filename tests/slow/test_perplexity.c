@@ -6,20 +6,8 @@
 #include "engine/eng_session.h"
 #include "engine/eng_tokenizer.h"
 #include "tests/tst.h"
+#include "tests/util/tst_files.h"
 #include "tests/util/tst_json.h"
-
-static char *slurp(const char *p, size_t *n) {
-  FILE *f = fopen(p, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long L = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)L + 1);
-  *n = fread(b, 1, (size_t)L, f);
-  b[*n] = 0;
-  fclose(f);
-  return b;
-}
 
 static void check_model(const char *name) {
   char dir[4096], path[4200], err[512];
@@ -41,7 +29,7 @@ static void check_model(const char *name) {
   for (const cJSON *d = f4->child; d; d = d->next, domains++) {
     snprintf(path, sizeof path, "%s/data/corpus/%s.eval.txt", tst_shared(), d->string);
     size_t len;
-    char *text = slurp(path, &len);
+    char *text = tst_slurp(path, &len);
     REQUIRE(text);
     int *ids;
     size_t n;

@@ -9,20 +9,7 @@
 
 #include "engine/eng_tokenizer.h"
 #include "tests/tst.h"
-
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)n + 1);
-  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-  fclose(f);
-  if (b) b[n] = 0;
-  *len = (size_t)n;
-  return b;
-}
+#include "tests/util/tst_files.h"
 
 static double now(void) {
   struct timespec ts;
@@ -44,7 +31,7 @@ int main(void) {
   REQUIRE(rc == 0);
 
   size_t rlen = 0;
-  char *rtext = slurp(ref, &rlen);
+  char *rtext = tst_slurp(ref, &rlen);
   REQUIRE(rtext);
   cJSON *r = cJSON_Parse(rtext);
   free(rtext);
@@ -71,7 +58,7 @@ int main(void) {
   for (int i = 0; i < nn; i++) {
     snprintf(path, sizeof path, "%s/%s", dir, names[i]);
     size_t len = 0;
-    char *text = slurp(path, &len);
+    char *text = tst_slurp(path, &len);
     REQUIRE(text);
     int *ids = NULL;
     size_t n = 0;

@@ -11,6 +11,7 @@
  *    index.html, report.md and report.tex); `report` of run 2 has no such figure and says
  *    why in the Skipped note. */
 #include "tests/tst.h"
+#include "tests/util/tst_files.h"
 
 #include <sqlite3.h>
 
@@ -75,18 +76,6 @@ static void build(const char *path, int drop_table) {
   sqlite3_close(db);
 }
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  rewind(f);
-  char *b = calloc((size_t)n + 1, 1);
-  if (fread(b, 1, (size_t)n, f) != (size_t)n) b[0] = 0;
-  fclose(f);
-  return b;
-}
-
 static void test_data(const char *db) {
   ana_db *d;
   char err[512];
@@ -123,7 +112,7 @@ static void test_report(const char *db, const char *tmp) {
   snprintf(out, sizeof out, "%s/ana_bias_report", tmp);
   CHECKF(rep_report_cmd(db, 1, out, err, sizeof err) == 0, "%s", err);
   snprintf(p, sizeof p, "%s/bias_trajectory.png", out);
-  char *png = slurp(p);
+  char *png = tst_slurp(p, NULL);
   static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   CHECKF(png && memcmp(png, sig, 8) == 0 && memcmp(png + 12, "IHDR", 4) == 0, "%s", p);
   if (png) {
@@ -134,19 +123,19 @@ static void test_report(const char *db, const char *tmp) {
   }
   free(png);
   snprintf(p, sizeof p, "%s/bias_trajectory.svg", out);
-  char *svg = slurp(p);
+  char *svg = tst_slurp(p, NULL);
   CHECK(svg && (strncmp(svg, "<?xml", 5) == 0 || strncmp(svg, "<svg", 4) == 0));
   free(svg);
   snprintf(p, sizeof p, "%s/bias_trajectory.pdf", out);
-  char *pdf = slurp(p);
+  char *pdf = tst_slurp(p, NULL);
   CHECK(pdf && strncmp(pdf, "%PDF-", 5) == 0);
   free(pdf);
   snprintf(p, sizeof p, "%s/index.html", out);
-  char *html = slurp(p);
+  char *html = tst_slurp(p, NULL);
   snprintf(p, sizeof p, "%s/report.md", out);
-  char *md = slurp(p);
+  char *md = tst_slurp(p, NULL);
   snprintf(p, sizeof p, "%s/report.tex", out);
-  char *tex = slurp(p);
+  char *tex = tst_slurp(p, NULL);
   REQUIRE(html && md && tex);
   CHECK(strstr(html, "id=\"bias_trajectory\"><img"));
   CHECK(strstr(md, "(bias_trajectory.png)"));
@@ -159,7 +148,7 @@ static void test_report(const char *db, const char *tmp) {
   snprintf(p, sizeof p, "%s/bias_trajectory.png", out);
   CHECK(access(p, F_OK) != 0);
   snprintf(p, sizeof p, "%s/report.md", out);
-  md = slurp(p);
+  md = tst_slurp(p, NULL);
   CHECK(md && strstr(md, "Skipped:") && strstr(md, "run 2 has no router_bias rows") && strstr(md, "no bias_trajectory figure"));
   free(md);
 }

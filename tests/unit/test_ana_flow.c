@@ -13,6 +13,7 @@
  *  - `report` writes transitions_sankey (PNG signature + IHDR, SVG) and lists it in
  *    index.html / report.md / report.tex. */
 #include "tests/tst.h"
+#include "tests/util/tst_files.h"
 
 #include <sqlite3.h>
 #include <stdint.h>
@@ -168,24 +169,12 @@ static void test_flow(const char *path) {
   ana_db_close(d);
 }
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  rewind(f);
-  char *b = calloc((size_t)n + 1, 1);
-  if (fread(b, 1, (size_t)n, f) != (size_t)n) b[0] = 0;
-  fclose(f);
-  return b;
-}
-
 static void test_report(const char *db, const char *tmp) {
   char out[4096], p[4600], err[512];
   snprintf(out, sizeof out, "%s/ana_flow_report", tmp);
   CHECKF(rep_report_cmd(db, -1, out, err, sizeof err) == 0, "%s", err);
   snprintf(p, sizeof p, "%s/transitions_sankey.png", out);
-  char *png = slurp(p);
+  char *png = tst_slurp(p, NULL);
   static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   CHECKF(png && memcmp(png, sig, 8) == 0 && memcmp(png + 12, "IHDR", 4) == 0, "%s", p);
   if (png) {
@@ -196,15 +185,15 @@ static void test_report(const char *db, const char *tmp) {
   }
   free(png);
   snprintf(p, sizeof p, "%s/transitions_sankey.svg", out);
-  char *svg = slurp(p);
+  char *svg = tst_slurp(p, NULL);
   CHECK(svg && (strncmp(svg, "<?xml", 5) == 0 || strncmp(svg, "<svg", 4) == 0));
   free(svg);
   snprintf(p, sizeof p, "%s/index.html", out);
-  char *html = slurp(p);
+  char *html = tst_slurp(p, NULL);
   snprintf(p, sizeof p, "%s/report.md", out);
-  char *md = slurp(p);
+  char *md = tst_slurp(p, NULL);
   snprintf(p, sizeof p, "%s/report.tex", out);
-  char *tex = slurp(p);
+  char *tex = tst_slurp(p, NULL);
   REQUIRE(html && md && tex);
   CHECK(strstr(html, "id=\"transitions_sankey\"><img"));
   CHECK(strstr(md, "(transitions_sankey.png)"));

@@ -10,6 +10,7 @@
  *  5. diagnose rules "uniform gate weights" and "position drift" on a hand-built DB, with
  *     a healthy control layer that must raise neither. */
 #include "tests/tst.h"
+#include "tests/util/tst_files.h"
 
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
@@ -41,20 +42,6 @@ static int valid_utf8(const unsigned char *p, size_t n) {
     i += (size_t)ul;
   }
   return 1;
-}
-
-static char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)sz + 1);
-  size_t got = fread(b, 1, (size_t)sz, f);
-  b[got] = 0;
-  fclose(f);
-  if (n) *n = got;
-  return b;
 }
 
 static const char *pieces[V] = {"the", " \xc3", "\xc3\xa9t\xc3\xa9", "<&>\"'", "a\nb", "\xff\xfe",
@@ -222,17 +209,17 @@ static void test_packed_and_stats(const char *path, const char *tmp) {
   snprintf(out, sizeof out, "%s/ana_stats2_report", tmp);
   CHECKF(rep_report_cmd(path, -1, out, err, sizeof err) == 0, "%s", err);
   snprintf(p, sizeof p, "%s/index.html", out);
-  char *html = slurp(p, &n);
+  char *html = tst_slurp(p, &n);
   CHECK(html && valid_utf8((unsigned char *)html, n) && strstr(html, "\\xc3") && strstr(html, "&lt;&amp;&gt;"));
   free(html);
   snprintf(p, sizeof p, "%s/report.tex", out);
-  char *tex = slurp(p, &n);
+  char *tex = tst_slurp(p, &n);
   int ascii = tex != NULL;
   for (size_t i = 0; tex && i < n; i++) ascii &= (unsigned char)tex[i] < 0x80;
   CHECK(ascii && strstr(tex, "[U+00E9]t[U+00E9]") && strstr(tex, "\\textbackslash{}\\_\\%\\$\\#\\{\\}"));
   free(tex);
   snprintf(p, sizeof p, "%s/tables/top_tokens.csv", out);
-  char *csv = slurp(p, NULL);
+  char *csv = tst_slurp(p, NULL);
   CHECK(csv && valid_utf8((unsigned char *)csv, strlen(csv)) && strstr(csv, "\"'<&>\"\"'"));
   free(csv);
   for (int l = 0; l < L; l++) {

@@ -4,6 +4,7 @@
  * `report`: every figure exists, PNG signature + IHDR size, SVG header, index.html embeds
  * every figure, report.md carries the balance table with one row per layer. */
 #include "tests/tst.h"
+#include "tests/util/tst_files.h"
 
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
@@ -89,24 +90,10 @@ static void build(const char *path) {
   sqlite3_close(db);
 }
 
-static char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)sz + 1);
-  size_t got = fread(b, 1, (size_t)sz, f);
-  b[got] = 0;
-  fclose(f);
-  if (n) *n = got;
-  return b;
-}
-
 /* Checks the PNG signature and returns IHDR width/height (0 on failure). */
 static int png_size(const char *path, unsigned *w, unsigned *h) {
   size_t n;
-  unsigned char *b = (unsigned char *)slurp(path, &n);
+  unsigned char *b = (unsigned char *)tst_slurp(path, &n);
   *w = *h = 0;
   if (!b) return 0;
   static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -231,7 +218,7 @@ static int tex_rows(const char *tex, const char *name) {
 }
 
 static int csv_rows(const char *path) {
-  char *b = slurp(path, NULL);
+  char *b = tst_slurp(path, NULL);
   if (!b) return -1;
   int n = count_occ(b, "\r\n");
   free(b);
@@ -249,11 +236,11 @@ static void test_report(const char *db, const char *tmp) {
                            "position_layer1", "position_layer2", "position_layer3", "gate_weights",
                            "transitions_sankey"};
   snprintf(p, sizeof p, "%s/index.html", out);
-  char *html = slurp(p, NULL);
+  char *html = tst_slurp(p, NULL);
   snprintf(p, sizeof p, "%s/report.md", out);
-  char *md = slurp(p, NULL);
+  char *md = tst_slurp(p, NULL);
   snprintf(p, sizeof p, "%s/report.tex", out);
-  char *tex = slurp(p, NULL);
+  char *tex = tst_slurp(p, NULL);
   REQUIRE(html && md && tex);
   for (int i = 0; i < NF; i++) {
     unsigned w, h;
@@ -261,11 +248,11 @@ static void test_report(const char *db, const char *tmp) {
     CHECKF(png_size(p, &w, &h), "%s", p);
     CHECKF(w >= 400 && w <= 2000 && h >= 250 && h <= 1500, "%s %ux%u", p, w, h);
     snprintf(p, sizeof p, "%s/%s.svg", out, stems[i]);
-    char *svg = slurp(p, NULL);
+    char *svg = tst_slurp(p, NULL);
     CHECKF(svg && (strncmp(svg, "<?xml", 5) == 0 || strncmp(svg, "<svg", 4) == 0), "%s", p);
     free(svg);
     snprintf(p, sizeof p, "%s/%s.pdf", out, stems[i]);
-    char *pdf = slurp(p, NULL);
+    char *pdf = tst_slurp(p, NULL);
     CHECKF(pdf && strncmp(pdf, "%PDF-", 5) == 0, "%s", p);
     free(pdf);
     char needle[128];
@@ -324,7 +311,7 @@ static void test_report(const char *db, const char *tmp) {
   snprintf(p, sizeof p, "%s/label_pref_layer0.png", out);
   CHECK(access(p, F_OK) != 0);
   snprintf(p, sizeof p, "%s/report.md", out);
-  md = slurp(p, NULL);
+  md = tst_slurp(p, NULL);
   CHECK(md && strstr(md, "no routing rows") && strstr(md, "heatmap_load.png"));
   free(md);
 

@@ -14,6 +14,7 @@
  *  - compare's cost: GPU kernel time per token with the exact sums of the records when both
  *    runs have kernels, "cpu ops" + mixed when one does not. */
 #include "tests/tst.h"
+#include "tests/util/tst_files.h"
 
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
@@ -146,22 +147,9 @@ static const char *scope_op(long long corr, char *buf, size_t n) {
   return buf[0] ? buf : NULL;
 }
 
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  rewind(f);
-  char *b = calloc((size_t)n + 1, 1);
-  if (fread(b, 1, (size_t)n, f) != (size_t)n) b[0] = 0;
-  fclose(f);
-  if (len) *len = (size_t)n;
-  return b;
-}
-
 static void check_png(const char *path, int want_w) {
   size_t n = 0;
-  unsigned char *b = (unsigned char *)slurp(path, &n);
+  unsigned char *b = (unsigned char *)tst_slurp(path, &n);
   CHECKF(b && n > 24 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8) && !memcmp(b + 12, "IHDR", 4), "%s: not a PNG", path);
   if (b && n > 24) {
     int w = b[16] << 24 | b[17] << 16 | b[18] << 8 | b[19], h = b[20] << 24 | b[21] << 16 | b[22] << 8 | b[23];
@@ -224,11 +212,11 @@ static void test_timeline(ana_db *d, const char *tmp) {
   snprintf(p, sizeof p, "%s.png", stem);
   check_png(p, 1400);
   snprintf(p, sizeof p, "%s.svg", stem);
-  char *svg = slurp(p, NULL);
+  char *svg = tst_slurp(p, NULL);
   CHECK(svg && strstr(svg, "<svg") && strstr(svg, "</svg>"));
   free(svg);
   snprintf(p, sizeof p, "%s.pdf", stem);
-  char *pdf = slurp(p, NULL);
+  char *pdf = tst_slurp(p, NULL);
   CHECK(pdf && !strncmp(pdf, "%PDF-", 5));
   free(pdf);
   rep_timeline_free(&t);
@@ -283,25 +271,25 @@ static void test_report(const char *db, const char *tmp) {
   snprintf(p, sizeof p, "%s/gpu_timeline.png", out);
   check_png(p, 1400);
   snprintf(p, sizeof p, "%s/index.html", out);
-  char *html = slurp(p, NULL);
+  char *html = tst_slurp(p, NULL);
   CHECK(html && strstr(html, "id=\"gpu_timeline\"><img") && strstr(html, "GPU timeline: kernels per stream"));
   CHECK(html && strstr(html, "Time by op (GPU kernels via kernel_scope)"));
   free(html);
   snprintf(p, sizeof p, "%s/report.md", out);
-  char *md = slurp(p, NULL);
+  char *md = tst_slurp(p, NULL);
   CHECK(md && strstr(md, "(gpu_timeline.png)") && strstr(md, "Time by layer (GPU kernels"));
   free(md);
   snprintf(p, sizeof p, "%s/report.tex", out);
-  char *tex = slurp(p, NULL);
+  char *tex = tst_slurp(p, NULL);
   CHECK(tex && strstr(tex, "{gpu_timeline.pdf}"));
   free(tex);
   snprintf(p, sizeof p, "%s/tables/time_op.csv", out);
-  char *csv = slurp(p, NULL);
+  char *csv = tst_slurp(p, NULL);
   CHECKF(csv && strstr(csv, "op,calls,ms,share %\r\n") && strstr(csv, "\r\nexperts,6,0.002,62.5\r\n") &&
          strstr(csv, "\r\nembed,3,0.000,1.0\r\n") && strstr(csv, "\r\nshared_expert,6,0.000,10.4\r\n"), "time_op.csv: %s", csv);
   free(csv);
   snprintf(p, sizeof p, "%s/tables/time_layer.csv", out);
-  csv = slurp(p, NULL);
+  csv = tst_slurp(p, NULL);
   CHECKF(csv && strstr(csv, "\r\noutside,0.000,1.0\r\n0,0.001,49.0\r\n1,0.001,50.0\r\n"), "time_layer.csv: %s", csv);
   free(csv);
   /* export --time reads kernels too: every kernel counts once (2880 ns) */
@@ -367,11 +355,11 @@ static void test_compare(const char *db, const char *tmp) {
   CHECK(txt && strstr(txt, "cost (cpu ops; mixed: only run A has GPU kernel rows") && strstr(txt, "mixed: only some runs"));
   free(txt);
   snprintf(path, sizeof path, "%s/compare.csv", out);
-  char *csv = slurp(path, NULL);
+  char *csv = tst_slurp(path, NULL);
   CHECK(csv && strstr(csv, ",us_per_token,cost_source\n") && strstr(csv, ",12.000,cpu ops (mixed)\n"));
   free(csv);
   snprintf(path, sizeof path, "%s/compare.md", out);
-  char *md = slurp(path, NULL);
+  char *md = tst_slurp(path, NULL);
   CHECK(md && strstr(md, "µs/token (cpu ops (mixed))"));
   free(md);
 }

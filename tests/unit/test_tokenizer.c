@@ -6,23 +6,10 @@
 
 #include "engine/eng_tokenizer.h"
 #include "tests/tst.h"
-
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = malloc((size_t)n + 1);
-  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-  fclose(f);
-  if (b) b[n] = 0;
-  if (len) *len = (size_t)n;
-  return b;
-}
+#include "tests/util/tst_files.h"
 
 static cJSON *load_json(const char *path) {
-  char *s = slurp(path, NULL);
+  char *s = tst_slurp(path, NULL);
   if (!s) return NULL;
   cJSON *j = cJSON_Parse(s);
   free(s);
@@ -186,7 +173,7 @@ int main(void) {
   write_file(tmp, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0,}}", 45);
   expect_load_error(tmp, "broken JSON");
   size_t full = 0;
-  char *whole = slurp(tj, &full);
+  char *whole = tst_slurp(tj, &full);
   REQUIRE(whole);
   tst_path(tmp, sizeof tmp, "MOESCOPE_TMP", "tok_truncated.json");
   write_file(tmp, whole, full / 2);
