@@ -7,10 +7,17 @@
 # micro-benchmarks, the CLI on both devices (logits of --dump-logits and the recorded
 # routing compared: BF16 tolerance, identical expert sets except near-ties; greedy text),
 # and a ~1.3B-parameter synthetic model for prefill/decode tokens/s, % of the HBM roofline
-# and the probe overhead per record level. Every step has its own timeout; the script goes
+# and the probe overhead per record level; the routed-expert GEMMs both ways (own kernels,
+# --expert-gemm cublas: bench lines "grouped cublas" / "expert-gemm", a CLI comparison). Every step has its own timeout; the script goes
 # on after a failure and ends with a summary. Logs, the bench output and small trace DBs
 # go to $OUT (default /tmp/gpu-check-out).
-#   device tool:  run(command="bash tools/gpu-check.sh", timeout_s=540)
+# The GPU machine can fetch nothing (no apt, no network), so the build's -dev packages travel
+# with the call: first, HERE (Debian 12, apt works), `bash tools/gpu-deps.sh fetch` (fills the
+# git-ignored .deps/ with the .deb files, ~26 MiB), then
+#   device tool:  run(command="bash tools/gpu-check.sh", timeout_s=540, carry=[".deps"])
+# The step "dependencies" says which path it took: system packages already there, apt
+# (scripts/install-deps.sh, when apt-get and the network work), or the carried .deps/
+# (tools/gpu-deps.sh use: unpacked into /tmp/moescope-deps, found through pkg-config, RPATH).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check-out}
@@ -29,7 +36,25 @@ main() {
   nvcc --version 2>&1 | tail -1
 
   step "dependencies"
-  timeout 150 bash scripts/install-deps.sh >"$OUT/deps.log" 2>&1 || { tail -5 "$OUT/deps.log"; fail "install-deps (see deps.log)"; }
+  local mods="sqlite3 libpcre2-8 cairo libcjson libcrypto libutf8proc"
+  if command -v pkg-config >/dev/null && pkg-config --exists $mods 2>/dev/null; then
+    echo "dependencies: path taken: the system's packages (pkg-config finds: $mods)"
+  elif command -v apt-get >/dev/null && timeout 5 getent hosts deb.debian.org archive.ubuntu.com >/dev/null 2>&1 \
+       && timeout 150 bash scripts/install-deps.sh >"$OUT/deps.log" 2>&1; then
+    echo "dependencies: path taken: apt (scripts/install-deps.sh)"
+  elif ls .deps/*.deb >/dev/null 2>&1; then
+    echo "dependencies: path taken: the carried .deps/ ($(ls .deps/*.deb | wc -l) .deb files; no apt or no network)"
+    # shellcheck disable=SC1091
+    source tools/gpu-deps.sh use >"$OUT/deps.log" 2>&1 || { tail -5 "$OUT/deps.log"; fail "gpu-deps use (see deps.log)"; }
+    tail -1 "$OUT/deps.log"
+    echo "PKG_CONFIG=${PKG_CONFIG:-} PKG_CONFIG_SYSROOT_DIR=${PKG_CONFIG_SYSROOT_DIR:-} LDFLAGS=${LDFLAGS:-}"
+    rm -rf "$B" # LDFLAGS (the RPATH to the carried libraries) only reaches a fresh build dir
+  else
+    [ -s "$OUT/deps.log" ] && tail -5 "$OUT/deps.log"
+    echo "dependencies: no path: pkg-config misses some of $mods, apt/network unusable, no .deps/ carried"
+    echo "  (here: bash tools/gpu-deps.sh fetch; then run(..., carry=[\".deps\"]))"
+    fail "dependencies (see deps.log)"
+  fi
 
   step "build (CUDA on, sm_90)"
   if ! cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release -DMOESCOPE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
@@ -43,7 +68,7 @@ main() {
 
   step "gpu tests (ctest -L gpu -V)"
   (cd "$B" && MOESCOPE_TMP="$TMPD" timeout 180 ctest -L gpu -V --output-on-failure) >"$OUT/ctest-gpu.log" 2>&1 || fail "ctest -L gpu"
-  grep -E "^[0-9]+: (device|gpu:|linear|attention|router|moe path|rmsnorm|rope|swiglu|auto|float32|CPU policy|greedy|mixtral|qwen|olmoe|switch|hier|deepseek|gpt_oss|hf_|mla|FAILED|.*CHECK failed)" \
+  grep -E "^[0-9]+: (device|gpu:|linear|attention|router|moe path|grouped-tc|rmsnorm|rope|swiglu|auto|float32|CPU policy|greedy|mixtral|qwen|olmoe|switch|hier|deepseek|gpt_oss|hf_|mla|FAILED|.*CHECK failed)" \
     "$OUT/ctest-gpu.log" | cut -c1-200 | head -120
   grep -E "tests passed|Skipped|Failed|\*\*\*" "$OUT/ctest-gpu.log" | tail -10
 
@@ -59,6 +84,13 @@ main() {
     --db "$OUT/trace-gpu.db" --dump-logits "$TMPD/gpu.npy" --device cuda 2>&1 | tail -3 || fail "run --device cuda"
   timeout 60 python3 tools/gpu-compare.py "$TMPD/cpu.npy" "$TMPD/gpu.npy" "$OUT/trace-cpu.db" "$OUT/trace-gpu.db" \
     || fail "CPU vs GPU comparison"
+  step "CLI: routed experts on tensor cores (--expert-gemm cublas) vs CPU, same comparison"
+  rm -f "$OUT/trace-gpu-tc.db"
+  timeout 60 "$B/moescope" run --model models/tiny-mixtral --ids "$ids" --score --batch 128 --record full \
+    --db "$OUT/trace-gpu-tc.db" --dump-logits "$TMPD/gpu-tc.npy" --device cuda --expert-gemm cublas 2>&1 | tail -3 \
+    || fail "run --device cuda --expert-gemm cublas"
+  timeout 60 python3 tools/gpu-compare.py "$TMPD/cpu.npy" "$TMPD/gpu-tc.npy" "$OUT/trace-cpu.db" "$OUT/trace-gpu-tc.db" \
+    || fail "CPU vs GPU (expert-gemm cublas) comparison"
 
   step "CLI: MLA and gpt-oss fixtures, CPU vs GPU (F32 checkpoints, BF16 on the GPU: comparison informational)"
   fids=$(python3 -c "print(','.join(str((i*37)%96) for i in range(40)))")
