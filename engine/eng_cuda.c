@@ -7,6 +7,7 @@
  * eng_session.c's loops. Plain C: no CUDA header is included, so this file builds
  * everywhere and fails cleanly (krn_cuda_ops stubs) without CUDA. */
 #include "engine/eng_cuda_int.h"
+#include "engine/eng_forward.h"
 
 #include "kernels/krn_cuda.h"
 
@@ -270,24 +271,6 @@ static int upload_model(eng_cuda_ctx *c, char *err, size_t errlen) {
 }
 
 /* ---- context ------------------------------------------------------------------------------- */
-static void yarn_inv_freq(const eng_config *g, double *inv) {   /* as eng_forward.c (HF) */
-  int dim = g->rope_dim, half = dim / 2;
-  double base = g->rope_theta, factor = g->yarn_factor, orig = g->yarn_orig_max_pos;
-  double low = dim * log(orig / (g->yarn_beta_fast * 2 * M_PI)) / (2 * log(base));
-  double high = dim * log(orig / (g->yarn_beta_slow * 2 * M_PI)) / (2 * log(base));
-  if (g->yarn_truncate) { low = floor(low); high = ceil(high); }
-  if (low < 0) low = 0;
-  if (high > dim - 1) high = dim - 1;
-  if (low == high) high += 0.001;
-  for (int i = 0; i < half; i++) {
-    double pf = pow(base, 2.0 * i / dim), extra = 1.0 / pf, inter = 1.0 / (factor * pf);
-    double ramp = (i - low) / (high - low);
-    ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
-    double ef = 1.0 - ramp;
-    inv[i] = inter * (1 - ef) + extra * ef;
-  }
-}
-
 void eng_cuda_ctx_free(eng_cuda_ctx *c) {
   if (!c) return;
   if (c->k) krn_cuda_sync(c->k);
@@ -436,9 +419,7 @@ int eng_cuda_ctx_init(eng_cuda_ctx **out, const eng_model *m, eng_policy *policy
     return -1;
   }
   memset(c->p_dropped, 0, nm * (size_t)c->E * 4);
-  if (g->rope_yarn) yarn_inv_freq(g, c->inv_freq);
-  else
-    for (int i = 0; i < c->half; i++) c->inv_freq[i] = pow((double)g->rope_theta, -2.0 * (double)i / g->rope_dim);
+  eng_rope_inv_freq(g, c->inv_freq);   /* the CPU engine's tables, YaRN included */
   /* events: batch start + up to 10 ops per layer + embed, final norm, lm_head */
   c->n_ev = 8 + 10 * g->n_layers;
   c->ev = calloc((size_t)c->n_ev, sizeof(void *));

@@ -35,6 +35,12 @@ static void yarn_inv_freq(const eng_config *g, double *inv) {
   }
 }
 
+void eng_rope_inv_freq(const eng_config *g, double *inv) {
+  if (g->rope_yarn) yarn_inv_freq(g, inv);
+  else
+    for (int i = 0; i < g->rope_dim / 2; i++) inv[i] = pow((double)g->rope_theta, -2.0 * (double)i / g->rope_dim);
+}
+
 int eng_ctx_init(eng_ctx *c, const eng_model *m, const krn_backend *be, eng_policy *policy, prb_probe probe,
                  int max_ctx, int max_batch, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
@@ -95,9 +101,7 @@ int eng_ctx_init(eng_ctx *c, const eng_model *m, const krn_backend *be, eng_poli
     eng_ctx_free(c);
     return eng_errf(err, errlen, "out of memory allocating a context of %d tokens", max_ctx);
   }
-  if (g->rope_yarn) yarn_inv_freq(g, c->inv_freq);
-  else
-    for (size_t i = 0; i < half; i++) c->inv_freq[i] = pow((double)g->rope_theta, -2.0 * (double)i / g->rope_dim);
+  eng_rope_inv_freq(g, c->inv_freq);
   return 0;
 }
 

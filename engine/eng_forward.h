@@ -43,6 +43,9 @@ typedef struct eng_ctx {
 } eng_ctx;
 
 /* Allocates a context for up to max_ctx tokens of context and max_batch per forward. */
+/* RoPE inverse frequencies inv[rope_dim/2] of the model, in double: theta^(-2i/d), or HF's
+ * YaRN-corrected ones when the config has YaRN scaling (shared by the CPU and CUDA paths). */
+void eng_rope_inv_freq(const eng_config *g, double *inv);
 int eng_ctx_init(eng_ctx *c, const eng_model *m, const krn_backend *be, eng_policy *policy, prb_probe probe,
                  int max_ctx, int max_batch, char *err, size_t errlen);
 void eng_ctx_free(eng_ctx *c);
