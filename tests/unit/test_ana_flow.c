@@ -174,20 +174,9 @@ static void test_report(const char *db, const char *tmp) {
   snprintf(out, sizeof out, "%s/ana_flow_report", tmp);
   CHECKF(rep_report_cmd(db, -1, out, err, sizeof err) == 0, "%s", err);
   snprintf(p, sizeof p, "%s/transitions_sankey.png", out);
-  char *png = tst_slurp(p, NULL);
-  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  CHECKF(png && memcmp(png, sig, 8) == 0 && memcmp(png + 12, "IHDR", 4) == 0, "%s", p);
-  if (png) {
-    const unsigned char *u = (const unsigned char *)png;
-    unsigned w = (unsigned)u[16] << 24 | (unsigned)u[17] << 16 | (unsigned)u[18] << 8 | u[19];
-    unsigned h = (unsigned)u[20] << 24 | (unsigned)u[21] << 16 | (unsigned)u[22] << 8 | u[23];
-    CHECKF(w >= 600 && w <= 2000 && h >= 300 && h <= 1500, "%ux%u", w, h);
-  }
-  free(png);
+  CHECKF(tst_png_ok(p, 600, 2000, 300, 1500), "%s", p);
   snprintf(p, sizeof p, "%s/transitions_sankey.svg", out);
-  char *svg = tst_slurp(p, NULL);
-  CHECK(svg && (strncmp(svg, "<?xml", 5) == 0 || strncmp(svg, "<svg", 4) == 0));
-  free(svg);
+  CHECKF(tst_svg_ok(p), "%s", p);
   snprintf(p, sizeof p, "%s/index.html", out);
   char *html = tst_slurp(p, NULL);
   snprintf(p, sizeof p, "%s/report.md", out);
