@@ -80,6 +80,11 @@ int eng_tki_add_added(eng_tokenizer *t, int id, const char *s, size_t n);
  * NFKD and Sequences of them; with spm also Prepend("\u2581") and Replace(" " -> "\u2581"),
  * which the SentencePiece-style loader applies itself. Anything else: -1 (+err). */
 int eng_tki_parse_norm(const cJSON *norm, int spm, int *form, const char *path, char *err, size_t errlen);
+/* A growable NUL-terminated byte buffer (eng_tok_norm.c) and form(s[0..n)) appended to it:
+ * ASCII and invalid UTF-8 bytes pass through, each valid run is normalised. 0 or -1 (no memory). */
+typedef struct { char *p; size_t n, cap; } eng_tki_nbuf;
+int eng_tki_nbuf_put(eng_tki_nbuf *b, const char *s, size_t n);
+int eng_tki_norm_append(eng_tki_nbuf *b, int form, const char *s, size_t n);
 int eng_tki_is_spm_json(const cJSON *j);
 /* The SentencePiece dummy prefix of an SPM-style tokenizer.json (ENG_SPM_PREFIX_*): ALWAYS with a
  * Prepend("\u2581") normalizer, else from Metaspace prepend_scheme / add_prefix_space. */
